@@ -1,0 +1,47 @@
+"""The TRL backend: retrain configs train with TRL's GRPOTrainer (Accelerate for scale-out).
+
+Loading this module is cheap; TRL and torch are imported by `translate` and `train`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from retrain.core.backend import Capabilities, NativeConfig, TrainResult, check_capabilities
+from retrain.core.errors import ConfigIssue
+
+if TYPE_CHECKING:
+    from retrain.core.config import TrainingConfig
+    from retrain.core.progress import ProgressReporter
+    from retrain.core.run_dir import RunDir
+
+
+class TRLBackend:
+    name = "trl"
+    capabilities = Capabilities(
+        loss_aggregations=frozenset({"grpo", "dr_grpo", "dapo"}),
+        reward_scalings=frozenset({"group", "batch", "none"}),
+        lora=True,
+        environments=False,
+        # Multi-node TRL runs through `accelerate launch`, which retrain does not generate yet.
+        multi_node=False,
+        cpu=True,
+    )
+
+    def check_config(self, config: TrainingConfig) -> list[ConfigIssue]:
+        from retrain.backends.trl.translate import check_translation
+
+        return check_capabilities(config, self.capabilities, self.name) + check_translation(config)
+
+    def translate(self, config: TrainingConfig) -> NativeConfig:
+        from retrain.backends.trl.translate import translate_config
+
+        return translate_config(config)
+
+    def train(self, config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -> TrainResult:
+        from retrain.backends.trl.launch import train
+
+        return train(config, run_dir, progress)
+
+
+backend = TRLBackend()

@@ -1,0 +1,89 @@
+"""TRL's logs -> the neutral metrics record, plus progress and step timing."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+
+from retrain.core.progress import ProgressReporter
+from retrain.core.run_dir import RunDir
+
+# TRL log name -> neutral name.
+TRL_TO_NEUTRAL = {
+    "reward": "reward/mean",
+    "reward_std": "reward/std",
+    "kl": "kl",
+    "entropy": "entropy",
+    "loss": "loss",
+    "grad_norm": "grad_norm",
+    "learning_rate": "learning_rate",
+    "completions/mean_length": "completion_length/mean",
+    "completions/max_length": "completion_length/max",
+    "clip_ratio/region_mean": "clip_ratio",
+    "num_tokens": "tokens",
+}
+COMPONENT_PREFIXES = ("rewards/", "verifiers/", "constraints/", "errors/")
+
+
+def peak_memory_gb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+class NeutralMetricsCallback(TrainerCallback):
+    """Writes one neutral record per logged step to metrics.jsonl and drives the progress bar."""
+
+    def __init__(self, run_dir: RunDir, progress: ProgressReporter, component_names: set[str]):
+        self.run_dir = run_dir
+        self.progress = progress
+        self.component_names = component_names
+        self._step_started = 0.0
+        self._train_started = time.monotonic()
+        self._seconds_since_log = 0.0
+        self._steps_since_log = 0
+        self._tokens_at_last_log: float | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._train_started = time.monotonic()
+        if state.is_world_process_zero:
+            self.progress.start(args.max_steps, completed=state.global_step)
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_started = time.monotonic()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._seconds_since_log += time.monotonic() - self._step_started
+        self._steps_since_log += 1
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not logs or "reward" not in logs or not state.is_world_process_zero:
+            return  # the end-of-training summary log, or another rank
+        steps = max(self._steps_since_log, 1)
+        record: dict[str, Any] = {"step": state.global_step}
+        for trl_name, neutral in TRL_TO_NEUTRAL.items():
+            if trl_name in logs:
+                record[neutral] = logs[trl_name]
+        for key, value in logs.items():
+            if key.startswith(COMPONENT_PREFIXES) and key.split("/")[1] in self.component_names:
+                record[key] = value
+        record["step_seconds"] = self._seconds_since_log / steps
+        tokens = logs.get("num_tokens")
+        if tokens is not None and self._tokens_at_last_log is not None and self._seconds_since_log > 0:
+            record["tokens_per_second"] = (tokens - self._tokens_at_last_log) / self._seconds_since_log
+        elif tokens is not None and self._seconds_since_log > 0 and self._tokens_at_last_log is None:
+            record["tokens_per_second"] = tokens / self._seconds_since_log if state.global_step == steps else None
+        self._tokens_at_last_log = tokens
+        record["peak_memory_gb"] = peak_memory_gb()
+        record["elapsed_seconds"] = time.monotonic() - self._train_started
+        self._seconds_since_log = 0.0
+        self._steps_since_log = 0
+        self.run_dir.write_metrics(record)
+        self.progress.step(record)

@@ -1,0 +1,116 @@
+"""Start TRL's real GRPOTrainer on a retrain config and leave everything in the run directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+from retrain.backends.trl.callbacks import NeutralMetricsCallback
+from retrain.backends.trl.rewards import ScorerRewardFunction
+from retrain.backends.trl.translate import detect_hardware, grpo_config_kwargs, peft_kwargs
+from retrain.core.backend import TrainResult
+from retrain.core.config import TrainingConfig
+from retrain.core.errors import ModelError
+from retrain.core.progress import ProgressReporter
+from retrain.core.run_dir import RunDir
+from retrain.core.scoring import Scorer
+from retrain.data import load_rows
+from retrain.models import resolve_model
+
+
+def _quiet_libraries() -> None:
+    """Keep the console to what a user needs: retrain's progress, real warnings, errors."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("trl").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*clean_up_tokenization_spaces.*")
+
+
+def build_trainer(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter):  # type: ignore[no-untyped-def]
+    """The GRPOTrainer retrain runs (exposed for tests and the overhead benchmark)."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer, PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    model_path = resolve_model(config.model.name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, revision=config.model.revision)
+    except OSError as exc:
+        raise ModelError(f"cannot load the tokenizer of model '{config.model.name}': {exc}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    cuda, bf16_supported = detect_hardware()
+    kwargs, _ = grpo_config_kwargs(config, str(run_dir.checkpoints_dir), cuda, bf16_supported)
+    if config.model.revision:
+        kwargs["model_init_kwargs"] = {**kwargs["model_init_kwargs"], "revision": config.model.revision}
+    args = GRPOConfig(**kwargs)
+
+    scorer = Scorer.from_config(config)
+    reward_function = ScorerRewardFunction(
+        scorer, run_dir, config.training.samples_per_step, config.training.log_every
+    )
+    component_names = {c.name for c in scorer.components}
+    peft_config = None
+    lora = peft_kwargs(config)
+    if lora is not None:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(**lora)
+    try:
+        trainer = GRPOTrainer(
+            model=model_path,
+            reward_funcs=[reward_function],
+            args=args,
+            train_dataset=Dataset.from_list(load_rows(config.data)),
+            processing_class=tokenizer,
+            callbacks=[NeutralMetricsCallback(run_dir, progress, component_names)],
+            peft_config=peft_config,
+        )
+    except OSError as exc:
+        raise ModelError(f"cannot load model '{config.model.name}': {exc}") from None
+    # With tqdm off, transformers prints every log dict; the progress reporter replaces it.
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -> TrainResult:
+    _quiet_libraries()
+    checkpoint = run_dir.latest_checkpoint()  # a run dir with checkpoints is being resumed
+    if checkpoint is not None:
+        run_dir.set_aside_metrics_after(RunDir.checkpoint_step(checkpoint))
+    trainer = build_trainer(config, run_dir, progress)
+    interrupted = False
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except KeyboardInterrupt:
+        interrupted = True
+        progress.stop()
+        _save_interrupted(trainer, run_dir)
+        raise
+    finally:
+        if not interrupted:
+            progress.stop()
+    trainer.save_model(str(run_dir.model_dir))
+    trainer.processing_class.save_pretrained(str(run_dir.model_dir))
+    return TrainResult(
+        steps_completed=trainer.state.global_step,
+        final_model_dir=run_dir.model_dir,
+        last_checkpoint=run_dir.latest_checkpoint(),
+    )
+
+
+def _save_interrupted(trainer, run_dir: RunDir) -> Path | None:  # type: ignore[no-untyped-def]
+    """On Ctrl-C, checkpoint the last finished step so `--resume` loses nothing done."""
+    step = trainer.state.global_step
+    latest = run_dir.latest_checkpoint()
+    if step == 0 or (latest is not None and RunDir.checkpoint_step(latest) >= step):
+        return latest
+    # Trainer's own checkpoint writer: model, optimizer, scheduler, RNG and trainer state.
+    trainer._save_checkpoint(trainer.model, trial=None)
+    return run_dir.latest_checkpoint()

@@ -1,0 +1,187 @@
+"""Config -> TRL's `GRPOConfig` and `GRPOTrainer` arguments. No side effects.
+
+The mapping (documented in docs/backends.md):
+
+| retrain                          | TRL GRPOConfig                                   |
+|----------------------------------|--------------------------------------------------|
+| algorithm.group_size             | num_generations                                  |
+| algorithm.prompts_per_step       | per_device_train_batch_size = prompts*group/world|
+| algorithm.max_steps              | max_steps                                        |
+| algorithm.learning_rate          | learning_rate (constant schedule)                |
+| algorithm.kl_coef                | beta                                             |
+| algorithm.clip_range(_high)      | epsilon, epsilon_high                            |
+| algorithm.loss_aggregation       | loss_type (grpo, dr_grpo, dapo)                  |
+| algorithm.reward_scaling         | scale_rewards (group, batch, none)               |
+| algorithm.updates_per_batch      | num_iterations                                   |
+| algorithm.temperature / top_p    | temperature / top_p                              |
+| algorithm.max_completion_tokens  | max_completion_length                            |
+| training.seed / save_every / log_every | seed / save_steps / logging_steps          |
+| model.dtype                      | model_init_kwargs.dtype, bf16/fp16, use_cpu      |
+| model.lora                       | GRPOTrainer(peft_config=peft.LoraConfig(...))    |
+| backend_options.trl.*            | any GRPOConfig field, applied last               |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any
+
+from retrain.core.backend import NativeConfig
+from retrain.core.config import TrainingConfig
+from retrain.core.errors import ConfigIssue
+
+# Fields retrain sets from its own schema; overriding them through backend_options would make the
+# neutral config lie about what ran, so they are rejected with a pointer to the right field.
+_OWNED = {
+    "num_generations": "algorithm.group_size",
+    "per_device_train_batch_size": "algorithm.prompts_per_step",
+    "max_steps": "algorithm.max_steps",
+    "learning_rate": "algorithm.learning_rate",
+    "beta": "algorithm.kl_coef",
+    "epsilon": "algorithm.clip_range",
+    "epsilon_high": "algorithm.clip_range_high",
+    "loss_type": "algorithm.loss_aggregation",
+    "scale_rewards": "algorithm.reward_scaling",
+    "num_iterations": "algorithm.updates_per_batch",
+    "temperature": "algorithm.temperature",
+    "top_p": "algorithm.top_p",
+    "max_completion_length": "algorithm.max_completion_tokens",
+    "seed": "training.seed",
+    "save_steps": "training.save_every",
+    "logging_steps": "training.log_every",
+    "output_dir": "training.output_dir",
+}
+
+
+def world_size(config: TrainingConfig) -> int:
+    return max(config.resources.gpus_per_node, 1) * config.resources.nodes
+
+
+def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
+    issues = []
+    algorithm = config.algorithm
+    world = world_size(config)
+    global_batch = algorithm.prompts_per_step * algorithm.group_size
+    if global_batch % world:
+        issues.append(ConfigIssue(
+            "algorithm.prompts_per_step",
+            None,
+            f"prompts_per_step x group_size = {global_batch} completions per step cannot be split evenly across "
+            f"{world} processes; make it a multiple of {world}",
+        ))
+    options = config.backend_options.get("trl", {})
+    if options:
+        from trl import GRPOConfig
+
+        known = {f.name for f in dataclasses.fields(GRPOConfig)}
+        for key in options:
+            if key in _OWNED:
+                issues.append(ConfigIssue(
+                    f"backend_options.trl.{key}", None, f"set this through `{_OWNED[key]}` instead"
+                ))
+            elif key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                issues.append(ConfigIssue(f"backend_options.trl.{key}", None, f"not a GRPOConfig field{hint}"))
+    return issues
+
+
+def _precision(config: TrainingConfig, cuda: bool, bf16_supported: bool) -> tuple[dict[str, Any], list[str]]:
+    dtype = config.model.dtype
+    if not cuda:
+        if dtype in ("bfloat16", "float16"):
+            return {"use_cpu": True, "bf16": False, "fp16": False, "model_init_kwargs": {"dtype": dtype}}, [
+                f"CPU: weights in {dtype}, no mixed precision"
+            ]
+        return {"use_cpu": True, "bf16": False, "fp16": False, "model_init_kwargs": {"dtype": "float32"}}, [
+            "CPU detected: float32, bf16 off"
+        ]
+    if dtype == "float16":
+        return {"bf16": False, "fp16": True, "model_init_kwargs": {"dtype": "float32"}}, ["fp16 mixed precision"]
+    if dtype == "float32" or (dtype == "auto" and not bf16_supported):
+        return {"bf16": False, "fp16": False, "model_init_kwargs": {"dtype": "float32"}}, ["float32"]
+    return {"bf16": True, "fp16": False, "model_init_kwargs": {"dtype": "bfloat16"}}, ["bf16"]
+
+
+def detect_hardware() -> tuple[bool, bool]:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return cuda, bool(cuda and torch.cuda.is_bf16_supported())
+
+
+def grpo_config_kwargs(
+    config: TrainingConfig, output_dir: str, cuda: bool, bf16_supported: bool
+) -> tuple[dict[str, Any], list[str]]:
+    algorithm = config.algorithm
+    training = config.training
+    precision, notes = _precision(config, cuda, bf16_supported)
+    kwargs: dict[str, Any] = {
+        "output_dir": output_dir,
+        "num_generations": algorithm.group_size,
+        "per_device_train_batch_size": algorithm.prompts_per_step * algorithm.group_size // world_size(config),
+        "gradient_accumulation_steps": 1,
+        "max_steps": algorithm.max_steps,
+        "learning_rate": algorithm.learning_rate,
+        "lr_scheduler_type": "constant",
+        "warmup_steps": 0,
+        "beta": algorithm.kl_coef,
+        "epsilon": algorithm.clip_range,
+        "epsilon_high": algorithm.clip_range_high or algorithm.clip_range,
+        "loss_type": algorithm.loss_aggregation,
+        "scale_rewards": algorithm.reward_scaling,
+        "num_iterations": algorithm.updates_per_batch,
+        "temperature": algorithm.temperature,
+        "top_p": algorithm.top_p,
+        "max_completion_length": algorithm.max_completion_tokens,
+        "seed": training.seed,
+        "save_strategy": "steps",
+        "save_steps": training.save_every,
+        "logging_steps": training.log_every,
+        "gradient_checkpointing": training.gradient_checkpointing,
+        "report_to": "none",
+        "disable_tqdm": True,  # retrain shows its own progress bar
+        "log_completions": False,  # retrain writes samples with their reward breakdowns
+        **precision,
+    }
+    extra = dict(config.backend_options.get("trl", {}))
+    if "model_init_kwargs" in extra:
+        kwargs["model_init_kwargs"] = {**kwargs["model_init_kwargs"], **extra.pop("model_init_kwargs")}
+    kwargs.update(extra)
+    if config.backend_options.get("trl"):
+        notes.append(f"backend_options.trl applied: {sorted(config.backend_options['trl'])}")
+    return kwargs, notes
+
+
+def peft_kwargs(config: TrainingConfig) -> dict[str, Any] | None:
+    lora = config.model.lora
+    if lora is None:
+        return None
+    return {
+        "r": lora.r,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "target_modules": lora.target_modules,
+        "task_type": "CAUSAL_LM",
+    }
+
+
+def translate_config(
+    config: TrainingConfig, *, cuda: bool | None = None, bf16_supported: bool | None = None
+) -> NativeConfig:
+    """What TRL will receive. Hardware is detected unless given (tests pass it explicitly)."""
+    if cuda is None or bf16_supported is None:
+        detected = detect_hardware()
+        cuda = detected[0] if cuda is None else cuda
+        bf16_supported = detected[1] if bf16_supported is None else bf16_supported
+    kwargs, notes = grpo_config_kwargs(config, "<run dir>/checkpoints", cuda, bf16_supported)
+    settings = {
+        "GRPOConfig": kwargs,
+        "GRPOTrainer": {
+            "model": config.model.name,
+            "reward_funcs": ["retrain Scorer (one TRL reward function; components logged via log_metric)"],
+            "peft_config": peft_kwargs(config),
+        },
+    }
+    return NativeConfig("trl", settings, notes)

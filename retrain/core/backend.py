@@ -1,0 +1,125 @@
+"""The Backend protocol: what an RL library adapter implements.
+
+An adapter is a subpackage with the same module names as the built-ins (`translate`, `rewards`,
+`callbacks`/metrics, `launch`), exposing one object that satisfies `Backend`. Loading that object
+must be cheap (no torch import); heavy imports happen in `translate` and `train`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from retrain.core.errors import ConfigIssue
+from retrain.core.registry import PLANNED_BACKENDS, available_backends
+
+if TYPE_CHECKING:
+    from retrain.core.config import TrainingConfig
+    from retrain.core.progress import ProgressReporter
+    from retrain.core.run_dir import RunDir
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can honour. Options outside these are rejected at validation."""
+
+    loss_aggregations: frozenset[str]
+    reward_scalings: frozenset[str]
+    lora: bool = True
+    environments: bool = False
+    multi_node: bool = False
+    cpu: bool = True
+    kl_penalty: bool = True
+    asymmetric_clip: bool = True
+
+
+@dataclass
+class NativeConfig:
+    """What the backend will receive, printable by `retrain translate`.
+
+    `settings` is the library's own config as plain data; `notes` explain decisions a user should
+    know about (for example "CPU detected: bf16 off").
+    """
+
+    backend: str
+    settings: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        lines = [f"# native config for backend '{self.backend}'"]
+        lines += [f"# {note}" for note in self.notes]
+        lines.append(json.dumps(self.settings, indent=2, sort_keys=True, default=str))
+        return "\n".join(lines)
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or interrupted) training leaves behind."""
+
+    steps_completed: int
+    final_model_dir: Path | None
+    last_checkpoint: Path | None
+    interrupted: bool = False
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    def check_config(self, config: TrainingConfig) -> list[ConfigIssue]:
+        """Problems this backend has with the config (options it cannot honour); [] if none."""
+        ...
+
+    def translate(self, config: TrainingConfig) -> NativeConfig:
+        """The config in the library's own terms. No side effects: no files, no processes."""
+        ...
+
+    def train(self, config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -> TrainResult:
+        """Train for real: write metrics through `run_dir`, checkpoints under it, report progress."""
+        ...
+
+
+def check_capabilities(config: TrainingConfig, capabilities: Capabilities, backend: str) -> list[ConfigIssue]:
+    """The checks every backend shares: an option outside the capabilities is an error, not dropped."""
+    issues: list[ConfigIssue] = []
+    algorithm = config.algorithm
+    if algorithm.loss_aggregation not in capabilities.loss_aggregations:
+        issues.append(ConfigIssue(
+            "algorithm.loss_aggregation",
+            None,
+            f"backend '{backend}' does not support '{algorithm.loss_aggregation}'; "
+            f"choose one of {sorted(capabilities.loss_aggregations)}",
+        ))
+    if algorithm.reward_scaling not in capabilities.reward_scalings:
+        issues.append(ConfigIssue(
+            "algorithm.reward_scaling",
+            None,
+            f"backend '{backend}' does not support '{algorithm.reward_scaling}'; "
+            f"choose one of {sorted(capabilities.reward_scalings)}",
+        ))
+    if config.model.lora is not None and not capabilities.lora:
+        issues.append(ConfigIssue("model.lora", None, f"backend '{backend}' cannot train LoRA adapters; remove it"))
+    if algorithm.kl_coef > 0 and not capabilities.kl_penalty:
+        issues.append(ConfigIssue("algorithm.kl_coef", None, f"backend '{backend}' has no KL penalty; set 0"))
+    if algorithm.clip_range_high is not None and not capabilities.asymmetric_clip:
+        issues.append(ConfigIssue(
+            "algorithm.clip_range_high", None, f"backend '{backend}' has one clip range; remove clip_range_high"
+        ))
+    if config.resources.nodes > 1 and not capabilities.multi_node:
+        issues.append(ConfigIssue(
+            "resources.nodes", None, f"backend '{backend}' runs on one node; set nodes: 1"
+        ))
+    if config.resources.gpus_per_node == 0 and not capabilities.cpu:
+        issues.append(ConfigIssue(
+            "resources.gpus_per_node", None, f"backend '{backend}' needs GPUs; set gpus_per_node >= 1"
+        ))
+    known = set(available_backends()) | set(PLANNED_BACKENDS)
+    for other in sorted(set(config.backend_options) - known):
+        # Options for another backend are kept (the same YAML runs on both), but a typo is not.
+        issues.append(ConfigIssue(
+            f"backend_options.{other}", None, f"'{other}' is not a backend; known: {sorted(known)}"
+        ))
+    return issues

@@ -1,0 +1,71 @@
+"""The neutral metrics record: the contract that makes runs on different backends comparable.
+
+Every adapter maps its library's log names onto these keys. Per-component keys are
+`rewards/<name>/mean`, `verifiers/<name>/pass_rate` and `constraints/<name>/mean`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+# Keys every adapter writes on every record (NaN where a value is not defined for the step).
+REQUIRED_KEYS = (
+    "step",
+    "reward/mean",
+    "reward/std",
+    "completion_length/mean",
+    "step_seconds",
+    "tokens_per_second",
+)
+# Keys an adapter writes when its library computes them.
+OPTIONAL_KEYS = (
+    "kl",
+    "entropy",
+    "loss",
+    "grad_norm",
+    "learning_rate",
+    "completion_length/max",
+    "clip_ratio",
+    "tokens",
+    "peak_memory_gb",
+    "elapsed_seconds",
+)
+COMPONENT_PREFIXES = ("rewards/", "verifiers/", "constraints/", "errors/")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None  # JSON has no NaN; null means "not computed"
+    return value
+
+
+class JsonlWriter:
+    """Appends one JSON object per line and flushes it, so a crash loses at most the line being written."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps({k: _clean(v) for k, v in record.items()}, default=str) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash mid-write
+    return records

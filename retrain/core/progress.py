@@ -1,0 +1,91 @@
+"""What a person sees while a run trains, and the summary at the end."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+class ProgressReporter:
+    """A progress bar (step, reward, time left) on a terminal; one line per step elsewhere (logs, CI)."""
+
+    def __init__(self, console: Console | None = None, enabled: bool = True):
+        self.console = console or Console(stderr=True)
+        self.enabled = enabled
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self.total = 0
+
+    def start(self, total_steps: int, completed: int = 0, description: str = "training") -> None:
+        self.total = total_steps
+        if not self.enabled:
+            return
+        if self.console.is_terminal:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("reward {task.fields[reward]}"),
+                TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(description, total=total_steps, completed=completed, reward="-")
+        else:
+            self.console.print(f"{description}: {total_steps} steps (starting at {completed})")
+
+    def step(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        reward = record.get("reward/mean")
+        reward_text = "-" if reward is None or (isinstance(reward, float) and math.isnan(reward)) else f"{reward:.3f}"
+        if self._progress is not None:
+            self._progress.update(self._task, completed=record["step"], reward=reward_text)
+        else:
+            seconds = record.get("step_seconds")
+            timing = f"  {seconds:.1f}s/step" if isinstance(seconds, float) else ""
+            self.console.print(f"step {record['step']}/{self.total}  reward {reward_text}{timing}")
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _first_last(records: list[dict[str, Any]], key: str) -> tuple[float | None, float | None]:
+    values = [r[key] for r in records if isinstance(r.get(key), int | float)]
+    return (values[0], values[-1]) if values else (None, None)
+
+
+def summarize_run(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """First vs last value of the reward and of each component, over the run's metrics."""
+    keys = ["reward/mean"]
+    keys += sorted({k for r in records for k in r if k.startswith(("rewards/", "verifiers/", "constraints/"))})
+    keys += ["completion_length/mean", "kl"]
+    table = {}
+    for key in keys:
+        first, last = _first_last(records, key)
+        if first is not None:
+            table[key] = {"first": first, "last": last}
+    return table
+
+
+def render_summary(console: Console, summary: dict[str, Any]) -> None:
+    table = Table(title=f"retrain run: {summary['status']}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("first step", justify="right")
+    table.add_column("last step", justify="right")
+    for key, values in summary["metrics"].items():
+        table.add_row(key, f"{values['first']:.4g}", f"{values['last']:.4g}")
+    console.print(table)
+    minutes, seconds = divmod(int(summary["seconds"]), 60)
+    console.print(f"steps: {summary['steps']}   time: {minutes}m{seconds:02d}s   backend: {summary['backend']}")
+    console.print(f"outputs: {summary['run_dir']}")
+    if summary.get("model_dir"):
+        console.print(f"model:   {summary['model_dir']}")

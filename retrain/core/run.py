@@ -1,0 +1,153 @@
+"""`run(config)`: resolve the backend, train, and leave a complete run directory behind."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from retrain.core.config import TrainingConfig
+from retrain.core.errors import ConfigError, ConfigIssue
+from retrain.core.progress import ProgressReporter, render_summary, summarize_run
+from retrain.core.registry import load_backend
+from retrain.core.run_dir import RunDir
+from retrain.core.yaml_source import KeyPath, load_yaml_with_lines
+
+ConfigLike = TrainingConfig | dict[str, Any] | str | Path
+
+
+def _set_model_name(data: dict[str, Any], name: str) -> None:
+    if "model_to_train" in data:
+        data["model_to_train"] = name
+    elif isinstance(data.get("model"), dict):
+        data["model"] = {**data["model"], "name": name}
+    else:
+        data["model"] = name
+
+
+def apply_overrides(
+    data: dict[str, Any],
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    max_steps: int | None = None,
+    output_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Command-line overrides on raw config data (before validation, so errors keep their lines)."""
+    data = copy.deepcopy(data)
+    if backend is not None:
+        data["backend"] = backend
+    if model is not None:
+        _set_model_name(data, model)
+    if max_steps is not None:
+        data["algorithm"] = {**(data.get("algorithm") or {}), "max_steps": max_steps}
+    if output_dir is not None:
+        data["training"] = {**(data.get("training") or {}), "output_dir": str(output_dir)}
+    return data
+
+
+def load_config(config: ConfigLike, **overrides: Any) -> TrainingConfig:
+    """A validated config from a TrainingConfig, a dict or a YAML path, with overrides applied."""
+    source: str | None = None
+    lines: dict[KeyPath, int] = {}
+    source_path: Path | None = None
+    if isinstance(config, TrainingConfig):
+        data = config.to_yaml_dict()
+        source_path = config.source_path
+    elif isinstance(config, dict):
+        data = config
+    elif isinstance(config, str | Path):
+        source_path = Path(config)
+        source = str(config)
+        loaded, lines = load_yaml_with_lines(config)
+        if not isinstance(loaded, dict):
+            return TrainingConfig.from_data(loaded, source=source)  # raises the "not a mapping" error
+        data = loaded
+    else:
+        raise TypeError(f"config must be a TrainingConfig, a dict or a path, not {type(config).__name__}")
+    resolved = TrainingConfig.from_data(apply_overrides(data, **overrides), source=source, lines=lines)
+    resolved._source_path = source_path
+    return resolved
+
+
+def _run_name(config: TrainingConfig) -> str:
+    if config.training.run_name:
+        return config.training.run_name
+    if config.source_path is not None:
+        return config.source_path.stem
+    return "run"
+
+
+def run_sync(
+    config: ConfigLike,
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    max_steps: int | None = None,
+    output_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train and return the run summary (also written to `<run dir>/summary.json`)."""
+    console = console or Console(stderr=True)
+    resolved = load_config(config, backend=backend, model=model, max_steps=max_steps, output_dir=output_dir)
+    resume = resume or resolved.training.resume
+    engine = load_backend(resolved.backend)
+    native = engine.translate(resolved)
+
+    if resume is not None:
+        run_dir = RunDir(Path(resume))
+        if run_dir.latest_checkpoint() is None:
+            raise ConfigError([ConfigIssue(
+                "training.resume", None,
+                f"no checkpoint in {run_dir.checkpoints_dir}; nothing to resume (start a new run without --resume)",
+            )])
+    else:
+        run_dir = RunDir.create(resolved.training.output_dir, _run_name(resolved))
+    run_dir.write_config(resolved.to_yaml_dict(), native.render())
+    console.print(f"[bold]retrain[/] {resolved.backend} run -> {run_dir.path}")
+
+    progress = ProgressReporter(console, enabled=show_progress)
+    started = time.monotonic()
+    status = "failed"
+    result = None
+    try:
+        result = engine.train(resolved, run_dir, progress)
+        status = "interrupted" if result.interrupted else "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        progress.stop()
+        run_dir.close()
+        records = run_dir.metrics()
+        summary = {
+            "status": status,
+            "backend": resolved.backend,
+            "model": resolved.model.name,
+            "steps": records[-1]["step"] if records else 0,
+            "seconds": time.monotonic() - started,
+            "run_dir": str(run_dir.path),
+            "model_dir": str(result.final_model_dir) if result and result.final_model_dir else None,
+            "last_checkpoint": str(result.last_checkpoint) if result and result.last_checkpoint else None,
+            "metrics": summarize_run(records),
+        }
+        run_dir.write_summary(summary)
+        render_summary(console, summary)
+        if status != "completed" and run_dir.latest_checkpoint() is not None:
+            console.print(f"resume with: retrain run CONFIG --resume {run_dir.path}")
+    return summary
+
+
+async def run(config: ConfigLike, **options: Any) -> dict[str, Any]:
+    """Train without blocking the caller's event loop: `summary = await run(config=...)`.
+
+    Accepts a TrainingConfig, a dict or a YAML path, and the same overrides as `retrain run`
+    (backend, model, max_steps, output_dir, resume).
+    """
+    return await asyncio.to_thread(run_sync, config, **options)

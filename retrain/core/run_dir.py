@@ -1,0 +1,118 @@
+"""The run directory: everything a run makes, in one place that is never overwritten.
+
+    <output_dir>/<name>-<YYYYmmdd-HHMMSS>/
+        config.yaml          the validated config (structured form)
+        native_config.txt    what the backend received (`retrain translate`)
+        metrics.jsonl        one neutral record per logged step
+        samples/step_N.jsonl completions with their reward breakdowns
+        checkpoints/         the backend's resumable checkpoints
+        model/               the final model (or adapters)
+        summary.json         first vs last numbers, time, paths
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from retrain.core.metrics import JsonlWriter, read_jsonl
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = path
+        self._metrics: JsonlWriter | None = None
+
+    @classmethod
+    def create(cls, output_dir: str | Path, name: str) -> RunDir:
+        base = Path(output_dir)
+        base.mkdir(parents=True, exist_ok=True)
+        stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        for attempt in range(1, 1000):
+            path = base / (stem if attempt == 1 else f"{stem}-{attempt}")
+            try:
+                path.mkdir()  # atomic: two runs started in the same second get different dirs
+                return cls(path)
+            except FileExistsError:
+                continue
+        raise RuntimeError(f"could not create a new run directory under {base}")
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / "samples"
+
+    def write_config(self, config_data: dict[str, Any], native: str) -> None:
+        (self.path / "config.yaml").write_text(yaml.safe_dump(config_data, sort_keys=False), encoding="utf-8")
+        (self.path / "native_config.txt").write_text(native + "\n", encoding="utf-8")
+
+    def write_metrics(self, record: dict[str, Any]) -> None:
+        if self._metrics is None:
+            self._metrics = JsonlWriter(self.metrics_path)
+        self._metrics.write(record)
+
+    def write_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
+        writer = JsonlWriter(self.samples_dir / f"step_{step:06d}.jsonl")
+        for sample in samples:
+            writer.write(sample)
+        writer.close()
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        (self.path / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.metrics_path)
+
+    def checkpoints(self) -> list[Path]:
+        if not self.checkpoints_dir.is_dir():
+            return []
+        found = [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and _CHECKPOINT.search(p.name)]
+        return sorted(found, key=lambda p: int(_CHECKPOINT.search(p.name).group(1)))  # type: ignore[union-attr]
+
+    def latest_checkpoint(self) -> Path | None:
+        checkpoints = self.checkpoints()
+        return checkpoints[-1] if checkpoints else None
+
+    @staticmethod
+    def checkpoint_step(checkpoint: Path) -> int:
+        match = _CHECKPOINT.search(checkpoint.name)
+        return int(match.group(1)) if match else 0
+
+    def set_aside_metrics_after(self, step: int) -> int:
+        """Before resuming from `step`: move records of later steps (to be redone) to
+        metrics.superseded.jsonl, so nothing is lost and metrics.jsonl stays one record per step."""
+        records = self.metrics()
+        later = [r for r in records if r.get("step", 0) > step]
+        if later:
+            superseded = JsonlWriter(self.path / "metrics.superseded.jsonl")
+            for record in later:
+                superseded.write(record)
+            superseded.close()
+            kept = [r for r in records if r.get("step", 0) <= step]
+            tmp = self.metrics_path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            tmp.replace(self.metrics_path)
+        return len(later)
+
+    def close(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None

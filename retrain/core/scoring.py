@@ -1,0 +1,263 @@
+"""The Scorer: the one place rewards are computed, for every backend.
+
+For each completion: every verifier runs; if all pass, the weighted rewards are summed; if any
+fails, the failed verifiers' penalties replace the rewards (and their reasons are recorded).
+Constraints are added in both cases. All functions of a batch run concurrently, each call under
+a timeout; a function that raises or times out either fails the run (naming the function and
+the rollout) or scores that completion with `error_penalty`, as the config says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from retrain.core.errors import RewardError
+from retrain.core.registry import ScoringFunction, resolve_function
+from retrain.core.reward import coerce_score
+from retrain.core.rollout import RewardBreakdown, Rollout, VerifierOutcome
+from retrain.core.verifier import coerce_outcome
+
+if TYPE_CHECKING:
+    from retrain.core.config import TrainingConfig
+
+Role = Literal["verifier", "reward", "constraint"]
+
+
+@dataclass
+class ScoringComponent:
+    """A function bound to its config: name in metrics, role, params, weight or penalty."""
+
+    name: str
+    role: Role
+    function: ScoringFunction
+    params: dict[str, Any]
+    weight: float = 1.0
+    penalty: float = 0.0
+
+
+class _Failure(Exception):
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _injected_arguments(function: ScoringFunction, params: dict[str, Any], rollout: Rollout) -> dict[str, Any]:
+    available: dict[str, Any] = {
+        **rollout.metadata,
+        "prompt": rollout.prompt,
+        "completion": rollout.completion,
+        "messages": rollout.messages,
+        "rollout": rollout,
+        "metadata": rollout.metadata,
+        "answer": rollout.metadata.get("answer"),
+        **params,
+    }
+    if function.accepts_any:
+        return available
+    missing = [name for name in function.required_parameters() if name not in available]
+    if missing:
+        raise _Failure(
+            f"needs argument(s) {missing} that are neither injectable (prompt, completion, messages, answer, "
+            f"rollout, metadata, dataset columns: {sorted(rollout.metadata)}) nor given in `params:`"
+        )
+    return {name: available[name] for name in function.parameters if name in available}
+
+
+def _batched_arguments(
+    function: ScoringFunction, params: dict[str, Any], rollouts: Sequence[Rollout]
+) -> dict[str, Any]:
+    """Per-completion arguments as lists (one entry per completion); `params` stay scalars."""
+    per_rollout = [_injected_arguments(function, params, rollout) for rollout in rollouts]
+    names = [name for name in per_rollout[0] if name not in params] if per_rollout else []
+    return {**{name: [args[name] for args in per_rollout] for name in names}, **params}
+
+
+class Scorer:
+    """Scores batches of rollouts into `RewardBreakdown`s. Built once per run from the config."""
+
+    def __init__(
+        self,
+        components: list[ScoringComponent],
+        *,
+        timeout_seconds: float = 60.0,
+        on_error: Literal["fail", "penalize"] = "fail",
+        error_penalty: float = -1.0,
+    ):
+        self.components = components
+        self.timeout_seconds = timeout_seconds
+        self.on_error = on_error
+        self.error_penalty = error_penalty
+
+    @classmethod
+    def from_config(cls, config: TrainingConfig) -> Scorer:
+        components: list[ScoringComponent] = []
+        for spec in config.verifiers:
+            function = resolve_function(spec.rule, "verifier")
+            components.append(
+                ScoringComponent(spec.display_name, "verifier", function, spec.params, penalty=spec.penalty)
+            )
+        rewards = config.rewards
+        if rewards.goal:
+            components.append(
+                ScoringComponent(
+                    "goal",
+                    "reward",
+                    resolve_function("semantic_similarity", "reward"),
+                    {"target": rewards.goal},
+                    weight=rewards.goal_weight,
+                )
+            )
+        for reward_spec in rewards.functions:
+            function = resolve_function(reward_spec.function, "reward")
+            components.append(
+                ScoringComponent(
+                    reward_spec.display_name, "reward", function, reward_spec.params, weight=reward_spec.weight
+                )
+            )
+        for constraint in rewards.constraints:
+            function = resolve_function(constraint.type, "reward")
+            params = dict(constraint.params)
+            if constraint.type == "penalize_text_containing":
+                params.update(
+                    text_to_avoid=constraint.text_to_avoid,
+                    penalty_score=constraint.penalty_score,
+                    per_occurrence=constraint.per_occurrence,
+                    case_sensitive=constraint.case_sensitive,
+                )
+            components.append(ScoringComponent(constraint.display_name, "constraint", function, params))
+        return cls(
+            components,
+            timeout_seconds=rewards.timeout_seconds,
+            on_error=rewards.on_error,
+            error_penalty=rewards.error_penalty,
+        )
+
+    def names(self, role: Role) -> list[str]:
+        return [c.name for c in self.components if c.role == role]
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    async def _call(self, component: ScoringComponent, arguments: dict[str, Any]) -> Any:
+        function = component.function
+        if function.is_async:
+            call = function.fn(**arguments)
+        else:
+            call = asyncio.to_thread(function.fn, **arguments)
+        try:
+            return await asyncio.wait_for(call, timeout=self.timeout_seconds)
+        except TimeoutError:
+            raise _Failure(f"timed out after {self.timeout_seconds:g}s (rewards.timeout_seconds)") from None
+        except _Failure:
+            raise
+        except Exception as exc:
+            raise _Failure(f"raised {type(exc).__name__}: {exc}") from exc
+
+    def _coerce(self, component: ScoringComponent, value: Any) -> float | VerifierOutcome | None:
+        try:
+            if component.role == "verifier":
+                return coerce_outcome(value, component.name)
+            return coerce_score(value, component.name)
+        except (TypeError, ValueError) as exc:
+            raise _Failure(str(exc)) from None
+
+    async def _run_component(
+        self, component: ScoringComponent, rollouts: Sequence[Rollout]
+    ) -> list[float | VerifierOutcome | None | _Failure]:
+        if component.function.batched:
+            try:
+                values = await self._call(component, _batched_arguments(component.function, component.params, rollouts))
+                if not isinstance(values, list | tuple) or len(values) != len(rollouts):
+                    raise _Failure(f"batched function returned {type(values).__name__} of the wrong length; "
+                                   f"return a list with one value per completion ({len(rollouts)})")
+                return [self._coerce(component, value) for value in values]
+            except _Failure as failure:
+                return [failure] * len(rollouts)
+
+        async def one(rollout: Rollout) -> float | VerifierOutcome | None | _Failure:
+            try:
+                arguments = _injected_arguments(component.function, component.params, rollout)
+                return self._coerce(component, await self._call(component, arguments))
+            except _Failure as failure:
+                return failure
+
+        return list(await asyncio.gather(*(one(rollout) for rollout in rollouts)))
+
+    async def score(self, rollouts: Sequence[Rollout]) -> list[RewardBreakdown]:
+        """Score a batch; all components and completions run concurrently."""
+        results = await asyncio.gather(*(self._run_component(c, rollouts) for c in self.components))
+        breakdowns = []
+        for index, rollout in enumerate(rollouts):
+            breakdown = RewardBreakdown(rollout_id=rollout.rollout_id or str(index), total=0.0)
+            for component, values in zip(self.components, results, strict=True):
+                value = values[index]
+                if isinstance(value, _Failure):
+                    if self.on_error == "fail":
+                        raise RewardError(
+                            f"{component.role} '{component.name}' {value.message} on rollout "
+                            f"{breakdown.rollout_id} (prompt: {rollout.prompt[:80]!r}, completion: "
+                            f"{rollout.completion[:80]!r}); fix it, or set `rewards.on_error: penalize` "
+                            "to score such samples with `rewards.error_penalty`"
+                        )
+                    breakdown.errors[component.name] = value.message
+                    if component.role == "verifier":
+                        breakdown.verifiers[component.name] = VerifierOutcome(False, f"error: {value.message}")
+                    elif component.role == "reward":
+                        breakdown.rewards[component.name] = None
+                    continue
+                if component.role == "verifier":
+                    assert isinstance(value, VerifierOutcome)
+                    breakdown.verifiers[component.name] = value
+                elif component.role == "reward":
+                    breakdown.rewards[component.name] = value  # type: ignore[assignment]
+                else:
+                    breakdown.constraints[component.name] = 0.0 if value is None else float(value)  # type: ignore[arg-type]
+            breakdown.total = self._total(breakdown)
+            breakdowns.append(breakdown)
+        return breakdowns
+
+    def _total(self, breakdown: RewardBreakdown) -> float:
+        if breakdown.errors:
+            return self.error_penalty
+        by_name = {c.name: c for c in self.components}
+        if breakdown.gate_passed:
+            total = sum(by_name[name].weight * value for name, value in breakdown.rewards.items() if value is not None)
+        else:
+            total = sum(by_name[name].penalty for name, outcome in breakdown.verifiers.items() if not outcome.passed)
+        return total + sum(breakdown.constraints.values())
+
+    def score_sync(self, rollouts: Sequence[Rollout]) -> list[RewardBreakdown]:
+        """`score` for callers without an event loop."""
+        return asyncio.run(self.score(rollouts))
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def summarize(self, breakdowns: Sequence[RewardBreakdown]) -> dict[str, float]:
+        """Batch metrics in the neutral names: reward, each reward, each verifier, each constraint."""
+        if not breakdowns:
+            return {}
+        totals = [b.total for b in breakdowns]
+        mean = sum(totals) / len(totals)
+        metrics: dict[str, float] = {
+            "reward/mean": mean,
+            "reward/std": math.sqrt(sum((t - mean) ** 2 for t in totals) / max(len(totals) - 1, 1)),
+            "reward/gate_pass_rate": sum(b.gate_passed for b in breakdowns) / len(breakdowns),
+        }
+        for component in self.components:
+            name = component.name
+            if component.role == "verifier":
+                metrics[f"verifiers/{name}/pass_rate"] = sum(b.verifiers[name].passed for b in breakdowns) / len(
+                    breakdowns
+                )
+            elif component.role == "reward":
+                values = [b.rewards[name] for b in breakdowns if b.rewards.get(name) is not None]
+                metrics[f"rewards/{name}/mean"] = sum(values) / len(values) if values else math.nan  # type: ignore[arg-type]
+            else:
+                values_c = [b.constraints[name] for b in breakdowns if name in b.constraints]
+                metrics[f"constraints/{name}/mean"] = sum(values_c) / len(values_c) if values_c else math.nan
+            errors = sum(name in b.errors for b in breakdowns)
+            if errors or self.on_error == "penalize":
+                metrics[f"errors/{name}/count"] = float(errors)
+        return metrics
