@@ -45,7 +45,7 @@ def check_model_reference(name: str) -> str | None:
         if not path.is_dir() or not (path / "config.json").exists():
             return f"'{name}' exists but is not a model folder (no config.json in it)"
         return None
-    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name and not _HUB_ID.match(name)
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
     if looks_like_path or not _HUB_ID.match(name):
         return (f"model '{name}' is neither a local folder that exists nor a hub id like 'org/name'; "
                 f"check the path, or use a built-in: {', '.join(BUILTIN_MODELS)}")
@@ -74,6 +74,7 @@ def _materialise(folder: str, build) -> Path:  # type: ignore[no-untyped-def]
     staging = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=target.parent))
     try:
         build(staging)
+        staging.chmod(0o755)
         try:
             staging.rename(target)
         except OSError:

@@ -55,6 +55,16 @@ class ModelConfig(_Strict):
     lora: LoraConfig | None = Field(None, description="Train LoRA adapters instead of the full model.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
 
+    @field_validator("name")
+    @classmethod
+    def _name_resolvable(cls, name: str) -> str:
+        from retrain.models import check_model_reference  # no ML imports: a path/name check only
+
+        problem = check_model_reference(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
 
 class DataConfig(_Strict):
     """Where prompts come from: inline, or a JSONL/parquet file or a Hugging Face dataset."""
@@ -92,7 +102,7 @@ class DataConfig(_Strict):
 
 
 class VerifierSpec(_Strict):
-    """A pass/fail check. A failed check replaces the reward with `penalty`."""
+    """A pass/fail check. A failed check replaces the rewards with `penalty` (see `rewards.gate`)."""
 
     rule: str = Field(description="A built-in verifier name, a @verifier name, or 'module:function'.")
     penalty: float = Field(-1.0, description="Total reward of a completion that fails this check.")
@@ -173,6 +183,12 @@ class RewardsConfig(_Strict):
     goal_weight: float = Field(1.0, description="Weight of the goal similarity in the total.")
     functions: list[RewardSpec] = Field(default_factory=list, description="Reward functions.")
     constraints: list[ConstraintSpec] = Field(default_factory=list, description="Constraints.")
+    gate: Literal["floor", "penalty"] = Field(
+        "floor",
+        description="How a failed verifier scores a completion. 'floor': below every completion of the batch "
+        "that passed (the lowest passing total, or 0, plus the penalties and constraints), so no reward or "
+        "constraint can make failing pay. 'penalty': just the failed verifiers' penalties plus constraints.",
+    )
     timeout_seconds: float = Field(60.0, gt=0, description="Time limit for one reward or verifier call.")
     on_error: Literal["fail", "penalize"] = Field(
         "fail",

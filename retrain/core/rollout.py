@@ -78,7 +78,8 @@ class RewardBreakdown:
     """How one completion was scored: each verifier, each reward, each constraint, the total.
 
     A reward value of None means the reward abstained (or failed under `on_error: penalize`,
-    in which case `errors` names why).
+    in which case `errors` names why). `gate_floor` is the batch floor a failed completion was
+    placed under (`rewards.gate: floor`), None when the gate passed or the mode is 'penalty'.
     """
 
     rollout_id: str
@@ -87,6 +88,7 @@ class RewardBreakdown:
     rewards: dict[str, float | None] = field(default_factory=dict)
     constraints: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    gate_floor: float | None = None
 
     @property
     def gate_passed(self) -> bool:

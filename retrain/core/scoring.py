@@ -2,9 +2,13 @@
 
 For each completion: every verifier runs; if all pass, the weighted rewards are summed; if any
 fails, the failed verifiers' penalties replace the rewards (and their reasons are recorded).
-Constraints are added in both cases. All functions of a batch run concurrently, each call under
-a timeout; a function that raises or times out either fails the run (naming the function and
-the rollout) or scores that completion with `error_penalty`, as the config says.
+Constraints are added in both cases. With `gate: floor` (the default) a failed completion is
+also placed below the lowest passing total of its batch, so that no constraint can make failing
+pay (an empty answer dodges every "avoid this text" penalty, but it is not a poem).
+
+All functions of a batch run concurrently, each call under a timeout; a function that raises
+or times out either fails the run (naming the function and the rollout) or scores that
+completion with `error_penalty`, as the config says.
 """
 
 from __future__ import annotations
@@ -85,8 +89,10 @@ class Scorer:
         timeout_seconds: float = 60.0,
         on_error: Literal["fail", "penalize"] = "fail",
         error_penalty: float = -1.0,
+        gate: Literal["floor", "penalty"] = "floor",
     ):
         self.components = components
+        self.gate = gate
         self.timeout_seconds = timeout_seconds
         self.on_error = on_error
         self.error_penalty = error_penalty
@@ -133,6 +139,7 @@ class Scorer:
             timeout_seconds=rewards.timeout_seconds,
             on_error=rewards.on_error,
             error_penalty=rewards.error_penalty,
+            gate=rewards.gate,
         )
 
     def names(self, role: Role) -> list[str]:
@@ -214,19 +221,29 @@ class Scorer:
                     breakdown.rewards[component.name] = value  # type: ignore[assignment]
                 else:
                     breakdown.constraints[component.name] = 0.0 if value is None else float(value)  # type: ignore[arg-type]
-            breakdown.total = self._total(breakdown)
             breakdowns.append(breakdown)
+        self._set_totals(breakdowns)
         return breakdowns
 
-    def _total(self, breakdown: RewardBreakdown) -> float:
-        if breakdown.errors:
-            return self.error_penalty
+    def _set_totals(self, breakdowns: list[RewardBreakdown]) -> None:
         by_name = {c.name: c for c in self.components}
-        if breakdown.gate_passed:
-            total = sum(by_name[name].weight * value for name, value in breakdown.rewards.items() if value is not None)
-        else:
-            total = sum(by_name[name].penalty for name, outcome in breakdown.verifiers.items() if not outcome.passed)
-        return total + sum(breakdown.constraints.values())
+        for b in breakdowns:
+            if b.errors:
+                b.total = self.error_penalty
+            elif b.gate_passed:
+                b.total = sum(by_name[n].weight * v for n, v in b.rewards.items() if v is not None)
+                b.total += sum(b.constraints.values())
+        failed = [b for b in breakdowns if not b.errors and not b.gate_passed]
+        if not failed:
+            return
+        floor = 0.0
+        if self.gate == "floor":
+            passing = [b.total for b in breakdowns if not b.errors and b.gate_passed]
+            floor = min([0.0, *passing])
+        for b in failed:
+            penalties = sum(by_name[n].penalty for n, outcome in b.verifiers.items() if not outcome.passed)
+            b.total = floor + penalties + sum(b.constraints.values())
+            b.gate_floor = floor if self.gate == "floor" else None
 
     def score_sync(self, rollouts: Sequence[Rollout]) -> list[RewardBreakdown]:
         """`score` for callers without an event loop."""

@@ -55,8 +55,8 @@ def _index_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> N
 def parse_yaml_text(text: str, source: str) -> tuple[Any, dict[KeyPath, int]]:
     """Parse YAML text; syntax errors become a ConfigError naming the file and line."""
     if "\t" in text:
-        for number, line in enumerate(text.splitlines(), start=1):
-            stripped = line.lstrip(" ")
+        for number, text_line in enumerate(text.splitlines(), start=1):
+            stripped = text_line.lstrip(" ")
             if stripped.startswith("\t"):
                 raise ConfigError(
                     [ConfigIssue(None, number, "a tab is used for indentation; YAML needs spaces")],
