@@ -26,9 +26,9 @@ ModelOption = Annotated[str | None, typer.Option("--model", help="Override the m
 
 def _fail(exc: BaseException) -> None:
     if isinstance(exc, ConfigError):
-        console.print(f"[red]error:[/] {exc.render()}", highlight=False)
+        console.print(f"[red]error:[/] {exc.render()}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
-    console.print(f"[red]error:[/] {exc}", highlight=False)
+    console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -91,7 +91,7 @@ def main() -> None:
     try:
         app()
     except RetrainError as exc:  # anything a command did not catch still reads as a message
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

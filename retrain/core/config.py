@@ -146,10 +146,11 @@ class ConstraintSpec(_Strict):
     name: str | None = Field(None, description="Name in metrics; defaults to the type.")
     text_to_avoid: str | None = Field(None, description="For penalize_text_containing: the text to avoid.")
     penalty_score: float | None = Field(None, description="For penalize_text_containing: the penalty.")
-    per_occurrence: bool = Field(
-        True,
-        description="For penalize_text_containing: apply the penalty for each occurrence (a dense signal) "
-        "rather than once.",
+    mode: Literal["frequency", "count", "once"] = Field(
+        "frequency",
+        description="For penalize_text_containing: 'frequency' scales the penalty by the share of the completion's "
+        "characters that are the avoided text (no reward for merely writing less), 'count' applies it per "
+        "occurrence, 'once' applies it if the text appears at all.",
     )
     case_sensitive: bool = Field(False, description="For penalize_text_containing: match case.")
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for a custom type.")

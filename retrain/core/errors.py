@@ -35,14 +35,12 @@ class ConfigError(RetrainError):
     """A config that cannot run. Carries every issue found, each with its field and line."""
 
     def __init__(self, issues: list[ConfigIssue], source: str | None = None):
-        self.issues = issues
+        self.issues = sorted(issues, key=lambda issue: issue.line or 0)
         self.source = source
         super().__init__(self.render())
 
     def render(self) -> str:
         head = f"invalid config ({len(self.issues)} problem{'s' if len(self.issues) != 1 else ''})"
-        if self.source:
-            head += f" in {self.source}"
         body = "\n".join(f"  - {issue.render(self.source)}" for issue in self.issues)
         return f"{head}:\n{body}"
 

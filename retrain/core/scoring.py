@@ -130,7 +130,7 @@ class Scorer:
                 params.update(
                     text_to_avoid=constraint.text_to_avoid,
                     penalty_score=constraint.penalty_score,
-                    per_occurrence=constraint.per_occurrence,
+                    mode=constraint.mode,
                     case_sensitive=constraint.case_sensitive,
                 )
             components.append(ScoringComponent(constraint.display_name, "constraint", function, params))

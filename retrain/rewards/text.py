@@ -77,12 +77,21 @@ def penalize_text_containing(
     completion: str,
     text_to_avoid: str,
     penalty_score: float,
-    per_occurrence: bool = True,
+    mode: str = "frequency",
     case_sensitive: bool = False,
 ) -> float:
-    """`penalty_score` for each occurrence of `text_to_avoid` (or once, with per_occurrence: false)."""
+    """`penalty_score` scaled by how much of the completion is `text_to_avoid`.
+
+    mode 'frequency' (default): penalty x (characters covered by occurrences / all characters), so a
+    completion made only of the avoided text gets the full penalty and writing less earns nothing;
+    'count': penalty per occurrence; 'once': penalty if it appears at all.
+    """
     haystack, needle = (completion, text_to_avoid) if case_sensitive else (completion.lower(), text_to_avoid.lower())
     count = haystack.count(needle)
-    if not per_occurrence:
-        count = min(count, 1)
-    return penalty_score * count
+    if mode == "count":
+        return penalty_score * count
+    if mode == "once":
+        return penalty_score * min(count, 1)
+    if mode == "frequency":
+        return penalty_score * count * len(needle) / len(haystack) if haystack else 0.0
+    raise ValueError(f"unknown mode {mode!r}; use 'frequency', 'count' or 'once'")

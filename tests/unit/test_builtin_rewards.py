@@ -29,10 +29,13 @@ def test_mentions_matches_whole_words_case_insensitively():
     assert not mentions_a_cat("a dog barks")[0]
 
 
-def test_penalize_text_containing_counts_occurrences_or_once():
-    assert penalize_text_containing("Sassy cats", "s", -100.0) == -400.0
-    assert penalize_text_containing("Sassy cats", "s", -100.0, case_sensitive=True) == -300.0
-    assert penalize_text_containing("Sassy cats", "s", -100.0, per_occurrence=False) == -100.0
+def test_penalize_text_containing_by_frequency_count_or_once():
+    assert penalize_text_containing("Sassy cats", "s", -100.0) == -100.0 * 4 / 10
+    assert penalize_text_containing("ss", "s", -100.0) == -100.0  # all of it: the full penalty
+    assert penalize_text_containing("", "s", -100.0) == 0.0
+    assert penalize_text_containing("Sassy cats", "s", -100.0, mode="count") == -400.0
+    assert penalize_text_containing("Sassy cats", "s", -100.0, mode="count", case_sensitive=True) == -300.0
+    assert penalize_text_containing("Sassy cats", "s", -100.0, mode="once") == -100.0
     assert penalize_text_containing("no match here", "z", -1.0) == 0.0
 
 

@@ -73,12 +73,12 @@ def test_failed_verifier_replaces_rewards_with_its_penalty_and_records_the_reaso
 
 def test_constraints_apply_whether_or_not_the_gate_passes():
     scorer = scorer_for(verifiers=[{"rule": "is_actually_a_poem", "penalty": -1}],
-                        rewards={"constraints": [{"type": "penalize_text_containing", "text_to_avoid": "s",
-                                                  "penalty_score": -2}]})
+                        rewards={"constraints": [{"type": "penalize_text_containing", "text_to_avoid": "a",
+                                                  "penalty_score": -2, "mode": "count"}]})
     poem, prose = scorer.score_sync([rollout(POEM), rollout(PROSE)])
-    assert poem.constraints["penalize_text_containing"] == -2 * POEM.count("s")
-    assert poem.total == -2 * POEM.count("s")
-    assert prose.total == -1 + -2 * PROSE.lower().count("s")
+    assert poem.constraints["penalize_text_containing"] == -2 * POEM.lower().count("a") != 0
+    assert poem.total == -2 * POEM.lower().count("a")
+    assert prose.total == poem.total - 1 + -2 * PROSE.lower().count("a")  # under the floor of the passing poem
 
 
 def test_weighted_rewards_sum_and_abstentions_are_skipped():
@@ -159,7 +159,7 @@ def test_module_attribute_import_path_resolves_a_plain_function(tmp_path, monkey
 def test_gate_floor_ranks_every_failed_completion_below_every_passing_one():
     """An empty answer dodges the 's' penalty; under the default gate it still scores below any poem."""
     sections = dict(verifiers=[{"rule": "is_actually_a_poem"}], rewards={"constraints": [
-        {"type": "penalize_text_containing", "text_to_avoid": "s", "penalty_score": -100}]})
+        {"type": "penalize_text_containing", "text_to_avoid": "s", "penalty_score": -100, "mode": "count"}]})
     batch = [rollout("Sunny cats\nsing songs\nso sweet"), rollout(""), rollout("Kitty naps\nin a warm lap\nall day")]
     poem_with_s, empty, poem = scorer_for(**sections).score_sync(batch)
     assert empty.total < min(poem_with_s.total, poem.total)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +17,7 @@ from rich.console import Console
 from retrain.config_models import TrainingConfig
 from retrain.core.metrics import REQUIRED_KEYS
 from retrain.core.rollout import Message, Rollout
-from retrain.core.run import run_sync
+from retrain.core.run import run, run_sync
 from retrain.core.scoring import Scorer
 from retrain.models import resolve_model
 
@@ -102,9 +107,41 @@ def test_lora_trains_adapters_through_peft(tmp_path):
     assert (Path(summary["model_dir"]) / "adapter_config.json").is_file()
 
 
-def test_a_model_from_a_local_folder_trains(tmp_path):
+def test_a_model_from_a_local_folder_trains_through_await_run_with_kl(tmp_path):
     """The hub path for real users is `from_pretrained(name)`; a local folder exercises the same loader."""
     folder = tmp_path / "my-model"
     shutil.copytree(resolve_model("retrain:tiny"), folder)
-    summary = run_sync(tiny_config(tmp_path, model_to_train=str(folder)), max_steps=1, console=QUIET)
+    config = tiny_config(tmp_path, model_to_train=str(folder))
+    config["algorithm"]["kl_coef"] = 0.05
+    summary = asyncio.run(run(config=config, max_steps=1, console=QUIET))
     assert summary["status"] == "completed" and summary["model"] == str(folder)
+    (record,) = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert record["kl"] is not None and record["kl"] >= 0
+
+
+def test_ctrl_c_keeps_a_resumable_checkpoint_of_the_last_finished_step(tmp_path, write_config):
+    """A real interrupt of `retrain run`: exit 130, a checkpoint at the last step, then --resume finishes."""
+    config = tiny_config(tmp_path)
+    config["training"]["save_every"] = 1000  # only the interrupt handler saves
+    path = write_config(json.dumps(config))  # JSON is YAML
+    command = [sys.executable, "-m", "retrain.cli", "run", str(path), "--max-steps", "40"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "runs"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        metrics = list(runs.glob("*/metrics.jsonl"))
+        if metrics and len(metrics[0].read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    (run_dir,) = runs.iterdir()
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    (checkpoint,) = (run_dir / "checkpoints").glob("checkpoint-*")
+    assert int(checkpoint.name.split("-")[1]) >= steps[-1] >= 2
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    resumed = run_sync(str(path), resume=run_dir, max_steps=steps[-1] + 1, console=QUIET)
+    assert resumed["status"] == "completed" and resumed["steps"] == steps[-1] + 1
