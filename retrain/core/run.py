@@ -74,6 +74,34 @@ def load_config(config: ConfigLike, **overrides: Any) -> TrainingConfig:
     return resolved
 
 
+# What may change between a run and its resumption: how long it goes on, and where it was started from.
+_RESUMABLE_CHANGES = {("algorithm", "max_steps"), ("training", "resume"), ("training", "output_dir")}
+
+
+def _check_same_experiment(config: TrainingConfig, run_dir: RunDir) -> None:
+    """Resuming with another model, data or reward would silently mix two experiments in one run."""
+    saved_path = run_dir.path / "config.yaml"
+    if not saved_path.exists():
+        return
+    saved = TrainingConfig.from_yaml(saved_path).to_yaml_dict()
+    current = config.to_yaml_dict()
+    changed = []
+    for section in sorted(set(saved) | set(current)):
+        before, after = saved.get(section), current.get(section)
+        if isinstance(before, dict) and isinstance(after, dict):
+            for key in sorted(set(before) | set(after)):
+                if (section, key) not in _RESUMABLE_CHANGES and before.get(key) != after.get(key):
+                    changed.append(f"{section}.{key}")
+        elif before != after:
+            changed.append(section)
+    if changed:
+        raise ConfigError([ConfigIssue(
+            field, None,
+            f"differs from the run being resumed ({saved_path}); resume with the same config "
+            "(only algorithm.max_steps may change) or start a new run",
+        ) for field in changed])
+
+
 def _run_name(config: TrainingConfig) -> str:
     if config.training.run_name:
         return config.training.run_name
@@ -107,6 +135,7 @@ def run_sync(
                 "training.resume", None,
                 f"no checkpoint in {run_dir.checkpoints_dir}; nothing to resume (start a new run without --resume)",
             )])
+        _check_same_experiment(resolved, run_dir)
     else:
         run_dir = RunDir.create(resolved.training.output_dir, _run_name(resolved))
     run_dir.write_config(resolved.to_yaml_dict(), native.render())

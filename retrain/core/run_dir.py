@@ -96,9 +96,14 @@ class RunDir:
         match = _CHECKPOINT.search(checkpoint.name)
         return int(match.group(1)) if match else 0
 
-    def set_aside_metrics_after(self, step: int) -> int:
-        """Before resuming from `step`: move records of later steps (to be redone) to
-        metrics.superseded.jsonl, so nothing is lost and metrics.jsonl stays one record per step."""
+    def set_aside_after(self, step: int) -> int:
+        """Before resuming from `step`: move what later steps (about to be redone) wrote aside —
+        metrics records to metrics.superseded.jsonl, sample files to samples/superseded/ — so nothing
+        is lost and metrics.jsonl stays one record per step. Returns how many records moved."""
+        for sample_file in sorted(self.samples_dir.glob("step_*.jsonl")):
+            if int(sample_file.stem.split("_")[1]) > step:
+                (self.samples_dir / "superseded").mkdir(exist_ok=True)
+                sample_file.replace(self.samples_dir / "superseded" / sample_file.name)
         records = self.metrics()
         later = [r for r in records if r.get("step", 0) > step]
         if later:

@@ -83,7 +83,7 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     _quiet_libraries()
     checkpoint = run_dir.latest_checkpoint()  # a run dir with checkpoints is being resumed
     if checkpoint is not None:
-        run_dir.set_aside_metrics_after(RunDir.checkpoint_step(checkpoint))
+        run_dir.set_aside_after(RunDir.checkpoint_step(checkpoint))
     trainer = build_trainer(config, run_dir, progress)
     interrupted = False
     try:

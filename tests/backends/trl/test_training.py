@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 from retrain.config_models import TrainingConfig
+from retrain.core.errors import ConfigError
 from retrain.core.metrics import REQUIRED_KEYS
 from retrain.core.rollout import Message, Rollout
 from retrain.core.run import run, run_sync
@@ -95,6 +96,8 @@ def test_resume_continues_from_the_latest_checkpoint(tmp_path):
     assert [r["step"] for r in records] == [1, 2, 3]
     superseded = [json.loads(line) for line in (run_dir / "metrics.superseded.jsonl").read_text().splitlines()]
     assert [r["step"] for r in superseded] == [2]  # the redone step is kept, not lost
+    assert (run_dir / "samples" / "superseded" / "step_000002.jsonl").is_file()
+    assert len((run_dir / "samples" / "step_000002.jsonl").read_text().splitlines()) == 8  # redone, not appended
     state = json.loads((run_dir / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3
 
@@ -145,3 +148,13 @@ def test_ctrl_c_keeps_a_resumable_checkpoint_of_the_last_finished_step(tmp_path,
     assert summary["status"] == "interrupted"
     resumed = run_sync(str(path), resume=run_dir, max_steps=steps[-1] + 1, console=QUIET)
     assert resumed["status"] == "completed" and resumed["steps"] == steps[-1] + 1
+
+
+def test_resuming_with_a_different_experiment_is_refused(tmp_path):
+    first = run_sync(tiny_config(tmp_path), max_steps=1, console=QUIET)
+    changed = tiny_config(tmp_path)
+    changed["algorithm"]["learning_rate"] = 0.5
+    with pytest.raises(ConfigError) as info:
+        run_sync(changed, resume=first["run_dir"], max_steps=2, console=QUIET)
+    assert info.value.issues[0].field == "algorithm.learning_rate"
+    assert "differs from the run being resumed" in info.value.issues[0].message
