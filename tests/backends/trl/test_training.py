@@ -131,11 +131,12 @@ def test_ctrl_c_keeps_a_resumable_checkpoint_of_the_last_finished_step(tmp_path,
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     runs = tmp_path / "runs"
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         metrics = list(runs.glob("*/metrics.jsonl"))
         if metrics and len(metrics[0].read_text().splitlines()) >= 2:
             break
         time.sleep(0.5)
+    assert process.poll() is None, process.communicate()[1][-2000:]
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]
