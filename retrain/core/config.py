@@ -251,7 +251,11 @@ class TrainingConfig(_Strict):
 
     backend: str = Field("trl", description="The RL library that trains: 'trl', 'verl', or a registered name.")
     model: ModelConfig = Field(description="The model to train (`model_to_train` is a shorthand for its name).")
-    task: str | None = Field(None, description="What the model should learn, in words (`learning_task`).")
+    task: str | None = Field(
+        None,
+        description="What the model should learn, in words (`learning_task`). Recorded in the run directory and "
+        "shown at start; it is not shown to the model (use `data.system_prompt` for that).",
+    )
     data: DataConfig = Field(description="The prompts (`example_prompts` is a shorthand for inline prompts).")
     verifiers: list[VerifierSpec] = Field(default_factory=list, description="Pass/fail checks that gate reward.")
     rewards: RewardsConfig = Field(default_factory=RewardsConfig, description="Rewards and constraints.")

@@ -140,6 +140,8 @@ def run_sync(
         run_dir = RunDir.create(resolved.training.output_dir, _run_name(resolved))
     run_dir.write_config(resolved.to_yaml_dict(), native.render())
     console.print(f"[bold]retrain[/] {resolved.backend} run -> {run_dir.path}")
+    if resolved.task:
+        console.print(f"task: {resolved.task}", highlight=False)
 
     progress = ProgressReporter(console, enabled=show_progress)
     started = time.monotonic()
@@ -159,6 +161,7 @@ def run_sync(
             "status": status,
             "backend": resolved.backend,
             "model": resolved.model.name,
+            "task": resolved.task,
             "steps": records[-1]["step"] if records else 0,
             "seconds": time.monotonic() - started,
             "run_dir": str(run_dir.path),

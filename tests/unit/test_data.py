@@ -54,3 +54,12 @@ def test_a_missing_source_file_is_named(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_rows(DataConfig(source=str(tmp_path / "nope.jsonl")))
     assert "does not exist" in info.value.issues[0].message
+
+
+def test_hf_source_loads_a_dataset_folder_through_datasets(tmp_path):
+    """`hf:NAME` goes through datasets.load_dataset, which takes hub ids and local dataset folders alike."""
+    folder = tmp_path / "my_dataset"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text('{"prompt": "a", "answer": "1"}\n{"prompt": "b", "answer": "2"}\n')
+    rows = load_rows(DataConfig(source=f"hf:{folder}", answer_column="answer"))
+    assert [r["answer"] for r in rows] == ["1", "2"]
