@@ -18,7 +18,8 @@ def test_inline_prompts_become_chat_messages_with_the_system_prompt():
 
 def test_jsonl_rows_keep_every_column_and_name_the_answer(tmp_path):
     path = tmp_path / "math.jsonl"
-    path.write_text('{"question": "1+1?", "solution": "2", "level": 1}\n\n{"question": "2+2?", "solution": "4", "level": 2}\n')
+    path.write_text('{"question": "1+1?", "solution": "2", "level": 1}\n\n'
+                    '{"question": "2+2?", "solution": "4", "level": 2}\n')
     rows = load_rows(DataConfig(source=str(path), prompt_column="question", answer_column="solution"))
     assert rows[1] == {"prompt": [{"role": "user", "content": "2+2?"}], "solution": "4", "level": 2, "answer": "4"}
 
