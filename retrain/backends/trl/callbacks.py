@@ -49,10 +49,12 @@ class NeutralMetricsCallback(TrainerCallback):
         self._train_started = time.monotonic()
         self._seconds_since_log = 0.0
         self._steps_since_log = 0
-        self._tokens_at_last_log: float | None = None
+        self._tokens_at_last_log: float | None = 0.0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._train_started = time.monotonic()
+        # Restored from the checkpoint when resuming, 0 on a fresh run.
+        self._tokens_at_last_log = float(getattr(state, "num_input_tokens_seen", 0) or 0)
         if state.is_world_process_zero:
             self.progress.start(args.max_steps, completed=state.global_step)
 
@@ -76,10 +78,9 @@ class NeutralMetricsCallback(TrainerCallback):
                 record[key] = value
         record["step_seconds"] = self._seconds_since_log / steps
         tokens = logs.get("num_tokens")
+        record["tokens_per_second"] = None
         if tokens is not None and self._tokens_at_last_log is not None and self._seconds_since_log > 0:
             record["tokens_per_second"] = (tokens - self._tokens_at_last_log) / self._seconds_since_log
-        elif tokens is not None and self._seconds_since_log > 0 and self._tokens_at_last_log is None:
-            record["tokens_per_second"] = tokens / self._seconds_since_log if state.global_step == steps else None
         self._tokens_at_last_log = tokens
         record["peak_memory_gb"] = peak_memory_gb()
         record["elapsed_seconds"] = time.monotonic() - self._train_started

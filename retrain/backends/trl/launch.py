@@ -65,7 +65,7 @@ def build_trainer(config: TrainingConfig, run_dir: RunDir, progress: ProgressRep
     try:
         trainer = GRPOTrainer(
             model=model_path,
-            reward_funcs=[reward_function],
+            reward_funcs=[reward_function],  # type: ignore[list-item]  # TRL awaits async callables; its hint omits them
             args=args,
             train_dataset=Dataset.from_list(load_rows(config.data)),
             processing_class=tokenizer,

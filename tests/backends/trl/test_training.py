@@ -94,6 +94,7 @@ def test_resume_continues_from_the_latest_checkpoint(tmp_path):
     assert resumed["run_dir"] == str(run_dir) and resumed["status"] == "completed"
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]
+    assert all(r["tokens_per_second"] > 0 for r in records)  # counted from the restored token total
     superseded = [json.loads(line) for line in (run_dir / "metrics.superseded.jsonl").read_text().splitlines()]
     assert [r["step"] for r in superseded] == [2]  # the redone step is kept, not lost
     assert (run_dir / "samples" / "superseded" / "step_000002.jsonl").is_file()
