@@ -35,7 +35,7 @@ class LoraConfig(_Strict):
 
     r: int = Field(16, gt=0, description="Rank of the adapter matrices.")
     alpha: int = Field(32, gt=0, description="Scaling numerator (effective scale is alpha / r).")
-    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the adapter input (peft's default, 0).")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Module names to adapt, or 'all-linear'."
     )
