@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -24,6 +24,18 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "learning_task": ("task",),
     "example_prompts": ("data", "prompts"),
 }
+
+
+class ScoredSpec(NamedTuple):
+    """A reward or constraint as the Scorer sees it (see `RewardsConfig.scored_specs`)."""
+
+    field: str
+    name: str
+    role: Literal["reward", "constraint"]
+    reference: str
+    params: dict[str, Any]
+    weight: float
+    bounds: tuple[float, float] | None
 
 
 class _Strict(BaseModel):
@@ -126,6 +138,9 @@ class RewardSpec(_Strict):
     function: str = Field(description="A built-in reward name, a @reward name, or 'module:function'.")
     weight: float = Field(1.0, description="Multiplier of this reward in the total.")
     name: str | None = Field(None, description="Name in metrics; defaults to the function name.")
+    bounds: tuple[float, float] | None = Field(
+        None, description="The range [low, high] of the reward's values, if its function does not declare it."
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the reward.")
 
     @property
@@ -144,6 +159,9 @@ class ConstraintSpec(_Strict):
 
     type: str = Field(description="A built-in constraint name, a @reward name, or 'module:function'.")
     name: str | None = Field(None, description="Name in metrics; defaults to the type.")
+    bounds: tuple[float, float] | None = Field(
+        None, description="The range [low, high] of the constraint's values, if its function does not declare it."
+    )
     text_to_avoid: str | None = Field(None, description="For penalize_text_containing: the text to avoid.")
     penalty_score: float | None = Field(None, description="For penalize_text_containing: the penalty.")
     mode: Literal["frequency", "count", "once"] = Field(
@@ -164,6 +182,14 @@ class ConstraintSpec(_Strict):
     def _type_exists(cls, type_: str) -> str:
         resolve_function(type_, "reward")
         return type_
+
+    def call_params(self) -> dict[str, Any]:
+        """The keyword arguments its function receives."""
+        params = dict(self.params)
+        if self.type == "penalize_text_containing":
+            params.update(text_to_avoid=self.text_to_avoid, penalty_score=self.penalty_score, mode=self.mode,
+                          case_sensitive=self.case_sensitive)
+        return params
 
     @model_validator(mode="after")
     def _builtin_fields(self) -> ConstraintSpec:
@@ -186,8 +212,8 @@ class RewardsConfig(_Strict):
     constraints: list[ConstraintSpec] = Field(default_factory=list, description="Constraints.")
     gate: Literal["floor", "penalty"] = Field(
         "floor",
-        description="How a failed verifier scores a completion. 'floor': below every completion of the batch "
-        "that passed (the lowest passing total, or 0, plus the penalties and constraints), so no reward or "
+        description="How a failed verifier scores a completion. 'floor': below the lowest total any passing "
+        "completion can get (from the rewards' bounds), plus the penalties and constraints, so no reward or "
         "constraint can make failing pay. 'penalty': just the failed verifiers' penalties plus constraints.",
     )
     timeout_seconds: float = Field(60.0, gt=0, description="Time limit for one reward or verifier call.")
@@ -197,6 +223,20 @@ class RewardsConfig(_Strict):
         "and the sample; 'penalize' scores the sample with `error_penalty` and counts it in metrics.",
     )
     error_penalty: float = Field(-1.0, description="Total of a sample whose reward failed (on_error: penalize).")
+
+    def scored_specs(self) -> list[ScoredSpec]:
+        """Every reward and constraint, in scoring order, with what the Scorer needs to call it."""
+        specs: list[ScoredSpec] = []
+        if self.goal:
+            specs.append(ScoredSpec("rewards.goal", "goal", "reward", "semantic_similarity", {"target": self.goal},
+                                    self.goal_weight, None))
+        for i, reward in enumerate(self.functions):
+            specs.append(ScoredSpec(f"rewards.functions[{i}]", reward.display_name, "reward", reward.function,
+                                    reward.params, reward.weight, reward.bounds))
+        for i, constraint in enumerate(self.constraints):
+            specs.append(ScoredSpec(f"rewards.constraints[{i}]", constraint.display_name, "constraint",
+                                    constraint.type, constraint.call_params(), 1.0, constraint.bounds))
+        return specs
 
 
 class AlgorithmConfig(_Strict):
@@ -331,6 +371,23 @@ class TrainingConfig(_Strict):
             )
         return self
 
+    def gate_issues(self) -> list[ConfigIssue]:
+        """`rewards.gate: floor` needs the range of every reward and constraint to place failures below."""
+        if not self.verifiers or self.rewards.gate != "floor":
+            return []
+        from retrain.core.scoring import component_bounds
+
+        return [
+            ConfigIssue(
+                spec.field, None,
+                f"'{spec.reference}' has no known range, and `rewards.gate: floor` needs one to rank a failed "
+                "completion below every passing one; give it `bounds: [low, high]`, declare @reward(bounds=...), "
+                "or set `rewards.gate: penalty`",
+            )
+            for spec in self.rewards.scored_specs()
+            if component_bounds(spec.reference, spec.params, spec.bounds) is None
+        ]
+
     # -- loading -----------------------------------------------------------------------------
 
     @classmethod
@@ -362,7 +419,7 @@ class TrainingConfig(_Strict):
             raise ConfigError(_issues_from_validation(exc, data, lines or {}), source=source) from None
         issues = [
             ConfigIssue(issue.field, _line_for(_loc_of(issue.field), data, lines or {}), issue.message)
-            for issue in load_backend(config.backend).check_config(config)
+            for issue in config.gate_issues() + load_backend(config.backend).check_config(config)
         ]
         if issues:
             raise ConfigError(issues, source=source)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from retrain.core.backend import Backend
 
 Kind = Literal["reward", "verifier"]
+Bounds = tuple[float, float]
 
 
 @dataclass
@@ -26,13 +27,16 @@ class ScoringFunction:
     """A user or built-in function with what retrain needs to call it.
 
     `batched` functions receive lists (one entry per completion) under the same argument names
-    and return a list; others are called once per completion.
+    and return a list; others are called once per completion. `bounds` is the range of a
+    reward's values, `(low, high)`, or a function of the config `params` that returns it; the
+    Scorer needs it to rank failed completions below passing ones (`rewards.gate: floor`).
     """
 
     name: str
     fn: Callable[..., Any]
     kind: Kind
     batched: bool = False
+    bounds: Bounds | Callable[[dict[str, Any]], Bounds | None] | None = None
     description: str = ""
     is_async: bool = field(init=False)
     parameters: tuple[str, ...] = field(init=False)
@@ -47,6 +51,11 @@ class ScoringFunction:
         self.accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
         if not self.description:
             self.description = (inspect.getdoc(self.fn) or "").split("\n\n")[0].replace("\n", " ")
+
+    def bounds_for(self, params: dict[str, Any]) -> Bounds | None:
+        if callable(self.bounds):
+            return self.bounds(params)
+        return self.bounds
 
     def required_parameters(self) -> tuple[str, ...]:
         signature = inspect.signature(self.fn)
@@ -79,10 +88,14 @@ def registered_names(kind: Kind) -> list[str]:
 
 def _decorator(kind: Kind):
     def decorator(
-        fn: Callable[..., Any] | None = None, *, name: str | None = None, batched: bool = False
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        batched: bool = False,
+        bounds: Bounds | Callable[[dict[str, Any]], Bounds | None] | None = None,
     ) -> Any:
         def wrap(inner: Callable[..., Any]) -> Callable[..., Any]:
-            function = ScoringFunction(name or inner.__name__, inner, kind, batched=batched)
+            function = ScoringFunction(name or inner.__name__, inner, kind, batched=batched, bounds=bounds)
             register(function)
             inner.__retrain__ = function  # type: ignore[attr-defined]
             return inner
@@ -93,11 +106,12 @@ def _decorator(kind: Kind):
 
 
 reward = _decorator("reward")
-reward.__doc__ = """Register a reward: `@reward` or `@reward(name="...", batched=True)`.
+reward.__doc__ = """Register a reward: `@reward` or `@reward(name="...", batched=True, bounds=(0, 1))`.
 
 The function's arguments are injected by name: `prompt`, `completion`, `messages`, `answer`,
 `rollout`, any dataset column, and the `params:` given in the config. It returns a float, or
-None to abstain. Sync and async functions both work."""
+None to abstain. Sync and async functions both work. `bounds` (the range of its values) lets a
+failed verifier rank a completion below every passing one (`rewards.gate: floor`)."""
 
 verifier = _decorator("verifier")
 verifier.__doc__ = """Register a verifier: `@verifier` or `@verifier(name="...")`.

@@ -3,8 +3,10 @@
 For each completion: every verifier runs; if all pass, the weighted rewards are summed; if any
 fails, the failed verifiers' penalties replace the rewards (and their reasons are recorded).
 Constraints are added in both cases. With `gate: floor` (the default) a failed completion is
-also placed below the lowest passing total of its batch, so that no constraint can make failing
-pay (an empty answer dodges every "avoid this text" penalty, but it is not a poem).
+also placed below the lowest total any passing completion can get, computed from the rewards'
+bounds, so that no constraint can make failing pay (an empty answer dodges every "avoid this
+text" penalty, but it is not a poem). Every total depends on its own completion only: the same
+completion gets the same breakdown in any batch, on any backend.
 
 All functions of a batch run concurrently, each call under a timeout; a function that raises
 or times out either fails the run (naming the function and the rollout) or scores that
@@ -33,7 +35,7 @@ Role = Literal["verifier", "reward", "constraint"]
 
 @dataclass
 class ScoringComponent:
-    """A function bound to its config: name in metrics, role, params, weight or penalty."""
+    """A function bound to its config: name in metrics, role, params, weight or penalty, bounds."""
 
     name: str
     role: Role
@@ -41,6 +43,30 @@ class ScoringComponent:
     params: dict[str, Any]
     weight: float = 1.0
     penalty: float = 0.0
+    bounds: tuple[float, float] | None = None
+
+
+def component_bounds(
+    reference: str, params: dict[str, Any], configured: tuple[float, float] | None
+) -> tuple[float, float] | None:
+    """A reward's range: from the config if given, else as its function declares it."""
+    if configured is not None:
+        return configured
+    return resolve_function(reference, "reward").bounds_for(params)
+
+
+def lowest_passing_total(components: list[ScoringComponent]) -> float | None:
+    """The lowest total a completion that passes every verifier can get; None if a range is unknown.
+    An abstaining reward adds 0, so each reward contributes at most down to 0 from above."""
+    floor = 0.0
+    for component in components:
+        if component.role == "verifier":
+            continue
+        if component.bounds is None:
+            return None
+        low, high = component.bounds
+        floor += min(0.0, component.weight * low, component.weight * high)
+    return floor
 
 
 class _Failure(Exception):
@@ -93,6 +119,12 @@ class Scorer:
     ):
         self.components = components
         self.gate = gate
+        self.gate_floor: float | None = None
+        if gate == "floor" and any(c.role == "verifier" for c in components):
+            self.gate_floor = lowest_passing_total(components)
+            if self.gate_floor is None:
+                unbounded = [c.name for c in components if c.role != "verifier" and c.bounds is None]
+                raise ValueError(f"gate 'floor' needs the range of {unbounded}; give bounds or use gate 'penalty'")
         self.timeout_seconds = timeout_seconds
         self.on_error = on_error
         self.error_penalty = error_penalty
@@ -100,40 +132,17 @@ class Scorer:
     @classmethod
     def from_config(cls, config: TrainingConfig) -> Scorer:
         components: list[ScoringComponent] = []
-        for spec in config.verifiers:
-            function = resolve_function(spec.rule, "verifier")
-            components.append(
-                ScoringComponent(spec.display_name, "verifier", function, spec.params, penalty=spec.penalty)
-            )
+        for verifier in config.verifiers:
+            function = resolve_function(verifier.rule, "verifier")
+            components.append(ScoringComponent(
+                verifier.display_name, "verifier", function, verifier.params, penalty=verifier.penalty
+            ))
         rewards = config.rewards
-        if rewards.goal:
-            components.append(
-                ScoringComponent(
-                    "goal",
-                    "reward",
-                    resolve_function("semantic_similarity", "reward"),
-                    {"target": rewards.goal},
-                    weight=rewards.goal_weight,
-                )
-            )
-        for reward_spec in rewards.functions:
-            function = resolve_function(reward_spec.function, "reward")
-            components.append(
-                ScoringComponent(
-                    reward_spec.display_name, "reward", function, reward_spec.params, weight=reward_spec.weight
-                )
-            )
-        for constraint in rewards.constraints:
-            function = resolve_function(constraint.type, "reward")
-            params = dict(constraint.params)
-            if constraint.type == "penalize_text_containing":
-                params.update(
-                    text_to_avoid=constraint.text_to_avoid,
-                    penalty_score=constraint.penalty_score,
-                    mode=constraint.mode,
-                    case_sensitive=constraint.case_sensitive,
-                )
-            components.append(ScoringComponent(constraint.display_name, "constraint", function, params))
+        for spec in rewards.scored_specs():
+            components.append(ScoringComponent(
+                spec.name, spec.role, resolve_function(spec.reference, "reward"), spec.params, weight=spec.weight,
+                bounds=component_bounds(spec.reference, spec.params, spec.bounds),
+            ))
         return cls(
             components,
             timeout_seconds=rewards.timeout_seconds,
@@ -233,17 +242,14 @@ class Scorer:
             elif b.gate_passed:
                 b.total = sum(by_name[n].weight * v for n, v in b.rewards.items() if v is not None)
                 b.total += sum(b.constraints.values())
-        failed = [b for b in breakdowns if not b.errors and not b.gate_passed]
-        if not failed:
-            return
-        floor = 0.0
-        if self.gate == "floor":
-            passing = [b.total for b in breakdowns if not b.errors and b.gate_passed]
-            floor = min([0.0, *passing])
-        for b in failed:
-            penalties = sum(by_name[n].penalty for n, outcome in b.verifiers.items() if not outcome.passed)
-            b.total = floor + penalties + sum(b.constraints.values())
-            b.gate_floor = floor if self.gate == "floor" else None
+            else:
+                penalties = sum(by_name[n].penalty for n, outcome in b.verifiers.items() if not outcome.passed)
+                if self.gate_floor is None:
+                    b.total = penalties + sum(b.constraints.values())
+                else:
+                    # Below every passing total; among failures, constraints still rank (fewer 's' is better).
+                    b.total = self.gate_floor + penalties + sum(min(0.0, v) for v in b.constraints.values())
+                    b.gate_floor = self.gate_floor
 
     def score_sync(self, rollouts: Sequence[Rollout]) -> list[RewardBreakdown]:
         """`score` for callers without an event loop."""

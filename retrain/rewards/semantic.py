@@ -27,7 +27,7 @@ def _target_embedding(target: str) -> Any:
     return sentence_encoder().encode([target], normalize_embeddings=True, convert_to_tensor=True)[0]
 
 
-@reward(batched=True)
+@reward(batched=True, bounds=(-1.0, 1.0))
 def semantic_similarity(completion: list[str], target: str, batch_size: int = 64) -> list[float]:
     """Cosine similarity (-1..1) of each completion to `target` text (the `goal:` of a config)."""
     embeddings = sentence_encoder().encode(

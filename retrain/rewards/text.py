@@ -50,7 +50,7 @@ def mentions_a_cat(completion: str) -> tuple[bool, str]:
     return mentions(completion, list(CAT_WORDS))
 
 
-@reward
+@reward(bounds=(0.0, 1.0))
 def contains(completion: str, text: str, case_sensitive: bool = False) -> float:
     """1.0 when the completion contains `text`, else 0.0."""
     if case_sensitive:
@@ -58,21 +58,28 @@ def contains(completion: str, text: str, case_sensitive: bool = False) -> float:
     return float(text.lower() in completion.lower())
 
 
-@reward
+@reward(bounds=(0.0, 1.0))
 def regex(completion: str, pattern: str, full_match: bool = False) -> float:
     """1.0 when `pattern` matches the completion (anywhere, or the whole of it), else 0.0."""
     matcher = re.fullmatch if full_match else re.search
     return float(matcher(pattern, completion, re.DOTALL) is not None)
 
 
-@reward
+@reward(bounds=(0.0, 1.0))
 def length(completion: str, min_words: int = 0, max_words: int | None = None) -> float:
     """1.0 when the completion's word count is within [min_words, max_words], else 0.0."""
     count = len(completion.split())
     return float(count >= min_words and (max_words is None or count <= max_words))
 
 
-@reward
+def _penalty_bounds(params: dict) -> tuple[float, float] | None:
+    if params.get("mode", "frequency") == "count":
+        return None  # grows with length: no lower bound
+    penalty = float(params["penalty_score"])
+    return (min(penalty, 0.0), max(penalty, 0.0))
+
+
+@reward(bounds=_penalty_bounds)
 def penalize_text_containing(
     completion: str,
     text_to_avoid: str,

@@ -175,3 +175,20 @@ def test_structured_form_and_dict_input_validate():
 def test_empty_file_is_a_clear_error(write_config):
     error = _error(write_config, "")
     assert "found an empty file" in error.issues[0].message
+
+
+def test_an_unbounded_constraint_under_the_floor_gate_names_its_line(write_config):
+    error = _error(write_config, """\
+        model_to_train: retrain:tiny
+        example_prompts: ["hi"]
+        verifiers: [{rule: mentions_a_cat}]
+        rewards:
+          constraints:
+            - type: penalize_text_containing
+              text_to_avoid: s
+              penalty_score: -1
+              mode: count
+        """)
+    (issue,) = error.issues
+    assert (issue.field, issue.line) == ("rewards.constraints[0]", 6)
+    assert "gate: penalty" in issue.message

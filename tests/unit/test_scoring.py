@@ -73,12 +73,13 @@ def test_failed_verifier_replaces_rewards_with_its_penalty_and_records_the_reaso
 
 def test_constraints_apply_whether_or_not_the_gate_passes():
     scorer = scorer_for(verifiers=[{"rule": "is_actually_a_poem", "penalty": -1}],
-                        rewards={"constraints": [{"type": "penalize_text_containing", "text_to_avoid": "a",
-                                                  "penalty_score": -2, "mode": "count"}]})
+                        rewards={"gate": "penalty", "constraints": [
+                            {"type": "penalize_text_containing", "text_to_avoid": "a", "penalty_score": -2,
+                             "mode": "count"}]})
     poem, prose = scorer.score_sync([rollout(POEM), rollout(PROSE)])
     assert poem.constraints["penalize_text_containing"] == -2 * POEM.lower().count("a") != 0
     assert poem.total == -2 * POEM.lower().count("a")
-    assert prose.total == poem.total - 1 + -2 * PROSE.lower().count("a")  # under the floor of the passing poem
+    assert prose.total == -1 + -2 * PROSE.lower().count("a")
 
 
 def test_weighted_rewards_sum_and_abstentions_are_skipped():
@@ -158,14 +159,37 @@ def test_module_attribute_import_path_resolves_a_plain_function(tmp_path, monkey
 
 def test_gate_floor_ranks_every_failed_completion_below_every_passing_one():
     """An empty answer dodges the 's' penalty; under the default gate it still scores below any poem."""
-    sections = dict(verifiers=[{"rule": "is_actually_a_poem"}], rewards={"constraints": [
-        {"type": "penalize_text_containing", "text_to_avoid": "s", "penalty_score": -100, "mode": "count"}]})
-    batch = [rollout("Sunny cats\nsing songs\nso sweet"), rollout(""), rollout("Kitty naps\nin a warm lap\nall day")]
-    poem_with_s, empty, poem = scorer_for(**sections).score_sync(batch)
-    assert empty.total < min(poem_with_s.total, poem.total)
-    assert empty.gate_floor == poem_with_s.total == -700
-    assert empty.total == -700 - 1.0
+    sections = dict(verifiers=[{"rule": "is_actually_a_poem", "penalty": -1}], rewards={
+        "functions": [{"function": "contains", "params": {"text": "cat"}, "weight": 2}],
+        "constraints": [{"type": "penalize_text_containing", "text_to_avoid": "s", "penalty_score": -100}]})
+    nearly_all_s = rollout("sss\nsss\nsss")  # 9 of 11 characters: about the worst a passing poem can do
+    batch = [nearly_all_s, rollout(""), rollout("Kitty naps\nin a warm lap\nall day")]
+    worst_poem, empty, poem = scorer_for(**sections).score_sync(batch)
+    assert worst_poem.total == pytest.approx(-100 * 9 / 11)
+    assert empty.gate_floor == -100.0  # min(0, 2 x 0) + min(0, -100): the lowest passing total
+    assert empty.total == -101.0 < worst_poem.total < poem.total
     sections["rewards"]["gate"] = "penalty"
-    poem_with_s, empty, _ = scorer_for(**sections).score_sync(batch)
-    assert empty.total == -1.0 > poem_with_s.total  # the plain penalty lets failing pay
+    worst_poem, empty, _ = scorer_for(**sections).score_sync(batch)
+    assert empty.total == -1.0 > worst_poem.total  # the plain penalty lets failing pay
     assert empty.gate_floor is None
+
+
+def test_a_completion_scores_the_same_alone_or_in_any_batch():
+    scorer = scorer_for(verifiers=[{"rule": "is_actually_a_poem"}], rewards={"constraints": [
+        {"type": "penalize_text_containing", "text_to_avoid": "s", "penalty_score": -100}]})
+    batch = [rollout(POEM), rollout(""), rollout(PROSE)]
+    together = [b.total for b in scorer.score_sync(batch)]
+    alone = [scorer.score_sync([r])[0].total for r in batch]
+    assert together == alone
+
+
+def test_gate_floor_without_a_known_range_is_a_config_error_naming_the_reward():
+    from retrain.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        scorer_for(verifiers=[{"rule": "mentions_a_cat"}], rewards={"functions": [{"function": "test_length_ratio"}]})
+    assert info.value.issues[0].field == "rewards.functions[0]"
+    assert "'test_length_ratio' has no known range" in info.value.issues[0].message
+    scorer = scorer_for(verifiers=[{"rule": "mentions_a_cat"}], rewards={
+        "functions": [{"function": "test_length_ratio", "bounds": [0, 10]}]})
+    assert scorer.gate_floor == 0.0

@@ -1,0 +1,150 @@
+"""Config -> verl's Hydra config: `ppo_trainer` composed in-process with overrides, then checked
+with verl's own `validate_config`. No side effects (no files, no Ray).
+
+The mapping (also in docs/backends.md):
+
+| retrain                          | verl 0.9.1                                                        |
+|----------------------------------|-------------------------------------------------------------------|
+| algorithm.group_size             | actor_rollout_ref.rollout.n                                       |
+| algorithm.prompts_per_step       | data.train_batch_size, actor.ppo_mini_batch_size (1 update/batch) |
+| algorithm.max_steps              | trainer.total_training_steps                                      |
+| algorithm.learning_rate          | actor.optim.lr (constant, no warmup)                              |
+| algorithm.kl_coef                | actor.use_kl_loss, actor.kl_loss_coef, kl_loss_type=low_var_kl    |
+| algorithm.clip_range(_high)      | actor.clip_ratio_low / clip_ratio_high                            |
+| algorithm.loss_aggregation       | actor.loss_agg_mode: grpo->seq-mean-token-mean, dapo->token-mean, |
+|                                  | dr_grpo->seq-mean-token-sum-norm (loss_scale_factor=max tokens)   |
+| algorithm.reward_scaling         | algorithm.norm_adv_by_std_in_grpo (group: true, none: false)      |
+| algorithm.updates_per_batch      | actor.ppo_epochs                                                  |
+| algorithm.temperature / top_p    | rollout.temperature / top_p                                       |
+| algorithm.max_completion_tokens  | data.max_response_length                                          |
+| training.seed                    | data.seed, actor.data_loader_seed                                 |
+| training.save_every              | trainer.save_freq                                                 |
+| training.gradient_checkpointing  | model.enable_gradient_checkpointing                               |
+| model.lora                       | model.lora_rank, lora_alpha, target_modules                       |
+| resources                        | trainer.nnodes, trainer.n_gpus_per_node                           |
+| backend_options.verl.<dotted>    | any override, applied last                                        |
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from retrain.core.backend import NativeConfig
+from retrain.core.config import TrainingConfig
+from retrain.core.errors import ConfigIssue
+
+ACTOR = "actor_rollout_ref.actor"
+ROLLOUT = "actor_rollout_ref.rollout"
+MODEL = "actor_rollout_ref.model"
+
+LOSS_AGG_MODE = {"grpo": "seq-mean-token-mean", "dapo": "token-mean", "dr_grpo": "seq-mean-token-sum-norm"}
+NORM_ADV_BY_STD = {"group": True, "none": False}  # verl's GRPO estimator has no batch-level std
+
+
+def _value(value: Any) -> str:
+    """A Hydra override value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_value(v) for v in value) + "]"
+    return str(value)
+
+
+def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
+    issues = []
+    if config.algorithm.reward_scaling not in NORM_ADV_BY_STD:
+        issues.append(ConfigIssue(
+            "algorithm.reward_scaling", None,
+            "verl's GRPO advantage divides by the group's std or not at all; use 'group' or 'none'",
+        ))
+    lora = config.model.lora
+    if lora is not None and lora.dropout:
+        issues.append(ConfigIssue("model.lora.dropout", None, "verl's FSDP LoRA has no dropout; set 0"))
+    if config.training.log_every != 1:
+        issues.append(ConfigIssue(
+            "training.log_every", None, "verl logs every step; remove training.log_every (or set 1)"
+        ))
+    return issues
+
+
+def algorithm_overrides(config: TrainingConfig) -> list[str]:
+    """The overrides that carry retrain's algorithm, data and training options (hardware-independent)."""
+    algorithm, training = config.algorithm, config.training
+    clip_high = algorithm.clip_range_high or algorithm.clip_range
+    overrides = {
+        "algorithm.adv_estimator": "grpo",
+        "algorithm.norm_adv_by_std_in_grpo": NORM_ADV_BY_STD.get(algorithm.reward_scaling, True),
+        "algorithm.use_kl_in_reward": False,
+        f"{ROLLOUT}.n": algorithm.group_size,
+        "data.train_batch_size": algorithm.prompts_per_step,
+        f"{ACTOR}.ppo_mini_batch_size": algorithm.prompts_per_step,
+        f"{ACTOR}.ppo_epochs": algorithm.updates_per_batch,
+        f"{ACTOR}.optim.lr": algorithm.learning_rate,
+        f"{ACTOR}.optim.lr_warmup_steps": 0,
+        f"{ACTOR}.use_kl_loss": algorithm.kl_coef > 0,
+        f"{ACTOR}.kl_loss_coef": algorithm.kl_coef,
+        f"{ACTOR}.kl_loss_type": "low_var_kl",  # k3, the estimator TRL uses
+        f"{ACTOR}.clip_ratio_low": algorithm.clip_range,
+        f"{ACTOR}.clip_ratio_high": clip_high,
+        f"{ACTOR}.loss_agg_mode": LOSS_AGG_MODE[algorithm.loss_aggregation],
+        f"{ROLLOUT}.temperature": algorithm.temperature,
+        f"{ROLLOUT}.top_p": algorithm.top_p,
+        "data.max_response_length": algorithm.max_completion_tokens,
+        "data.seed": training.seed,
+        f"{ACTOR}.data_loader_seed": training.seed,
+        "trainer.total_training_steps": algorithm.max_steps,
+        "trainer.save_freq": training.save_every,
+        "trainer.test_freq": -1,
+        "trainer.val_before_train": False,
+        f"{MODEL}.enable_gradient_checkpointing": training.gradient_checkpointing,
+        "trainer.nnodes": config.resources.nodes,
+        "trainer.n_gpus_per_node": max(config.resources.gpus_per_node, 1),
+    }
+    if algorithm.loss_aggregation == "dr_grpo":
+        # TRL's Dr. GRPO divides by max_completion_length; verl defaults to the padded batch width.
+        overrides[f"{ACTOR}.loss_scale_factor"] = algorithm.max_completion_tokens
+    if config.model.lora is not None:
+        lora = config.model.lora
+        overrides[f"{MODEL}.lora_rank"] = lora.r
+        overrides[f"{MODEL}.lora_alpha"] = lora.alpha
+        overrides[f"{MODEL}.target_modules"] = lora.target_modules
+    return [f"{key}={_value(value)}" for key, value in overrides.items()]
+
+
+def backend_option_overrides(config: TrainingConfig) -> list[str]:
+    """`backend_options.verl` as dotted overrides: {"actor_rollout_ref.actor.entropy_coeff": 0.01}."""
+    options = config.backend_options.get("verl", {})
+    return [f"{key}={_value(value)}" for key, value in options.items()]
+
+
+def compose(overrides: list[str]) -> Any:
+    """verl's `ppo_trainer` config with the overrides, composed in-process (Hydra's global state is restored)."""
+    import verl
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        return hydra_compose(config_name="ppo_trainer", overrides=overrides)
+
+
+def validate(composed: Any) -> None:
+    """verl's own checks (batch arithmetic, micro-batch sizes, ...)."""
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    validate_config(composed, use_reference_policy=need_reference_policy(composed), use_critic=need_critic(composed))
+
+
+def translate_config(config: TrainingConfig, hardware_overrides: list[str] | None = None) -> NativeConfig:
+    """The composed verl config retrain will run, as plain data, with the overrides that made it."""
+    from omegaconf import OmegaConf
+
+    overrides = algorithm_overrides(config) + list(hardware_overrides or []) + backend_option_overrides(config)
+    composed = compose(overrides)
+    validate(composed)
+    settings = {"overrides": overrides, "composed": OmegaConf.to_container(composed, resolve=False)}
+    return NativeConfig("verl", settings, ["composed from verl/trainer/config/ppo_trainer.yaml"])
