@@ -1,0 +1,86 @@
+"""Config -> verl: composed from verl's own ppo_trainer.yaml and accepted by verl's validate_config."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrain.backends.verl.data import columns_from_extra_info, write_parquet
+from retrain.backends.verl.translate import (
+    algorithm_overrides,
+    check_translation,
+    compose,
+    translate_config,
+)
+from retrain.config_models import DataConfig, TrainingConfig
+from retrain.data import load_rows
+
+# What a machine adds (model path, rollout engine, micro-batches); the launch module owns these.
+HARDWARE = [
+    "actor_rollout_ref.model.path=/models/tiny",
+    "actor_rollout_ref.rollout.name=vllm",
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
+    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
+    "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=4",
+]
+
+
+def config(**sections) -> TrainingConfig:
+    return TrainingConfig.from_data({"model": {"name": "retrain:tiny"}, "example_prompts": ["p"], **sections})
+
+
+@pytest.fixture(scope="module")
+def composed():
+    algorithm = {"group_size": 4, "prompts_per_step": 3, "max_steps": 7, "learning_rate": 3e-6, "kl_coef": 0.04,
+                 "clip_range": 0.1, "clip_range_high": 0.28, "loss_aggregation": "dr_grpo",
+                 "reward_scaling": "none", "temperature": 0.7, "top_p": 0.9, "max_completion_tokens": 33,
+                 "updates_per_batch": 2}
+    source = config(algorithm=algorithm, training={"seed": 5, "save_every": 3},
+                    model={"name": "retrain:tiny", "lora": {"r": 4, "alpha": 8}})
+    return compose(algorithm_overrides(source) + HARDWARE)
+
+
+def test_algorithm_options_land_on_verls_keys(composed):
+    actor, rollout = composed.actor_rollout_ref.actor, composed.actor_rollout_ref.rollout
+    assert composed.algorithm.adv_estimator == "grpo"
+    assert composed.algorithm.norm_adv_by_std_in_grpo is False
+    assert (rollout.n, composed.data.train_batch_size, actor.ppo_mini_batch_size) == (4, 3, 3)
+    assert (actor.optim.lr, actor.ppo_epochs) == (3e-6, 2)
+    assert (actor.use_kl_loss, actor.kl_loss_coef, actor.kl_loss_type) == (True, 0.04, "low_var_kl")
+    assert (actor.clip_ratio_low, actor.clip_ratio_high) == (0.1, 0.28)
+    assert (actor.loss_agg_mode, actor.loss_scale_factor) == ("seq-mean-token-sum-norm", 33)
+    assert (rollout.temperature, rollout.top_p, composed.data.max_response_length) == (0.7, 0.9, 33)
+    assert (composed.trainer.total_training_steps, composed.trainer.save_freq, composed.data.seed) == (7, 3, 5)
+    model = composed.actor_rollout_ref.model
+    assert (model.lora_rank, model.lora_alpha) == (4, 8)
+
+
+@pytest.mark.parametrize(("loss", "mode"), [("grpo", "seq-mean-token-mean"), ("dapo", "token-mean")])
+def test_loss_aggregations_map_to_loss_agg_modes(loss, mode):
+    overrides = algorithm_overrides(config(algorithm={"loss_aggregation": loss}))
+    assert f"actor_rollout_ref.actor.loss_agg_mode={mode}" in overrides
+
+
+def test_verls_validate_config_accepts_the_translation_and_backend_options_pass_through():
+    source = config(backend_options={"verl": {"actor_rollout_ref.actor.entropy_coeff": 0.01}})
+    native = translate_config(source, hardware_overrides=HARDWARE)
+    assert native.settings["composed"]["actor_rollout_ref"]["actor"]["entropy_coeff"] == 0.01
+    assert "actor_rollout_ref.actor.entropy_coeff=0.01" in native.render()
+
+
+def test_options_verl_cannot_honour_are_named():
+    fields = {issue.field for issue in check_translation(config(
+        algorithm={"reward_scaling": "batch"}, model={"name": "retrain:tiny", "lora": {"dropout": 0.1}},
+        training={"log_every": 5}))}
+    assert fields == {"algorithm.reward_scaling", "model.lora.dropout", "training.log_every"}
+
+
+def test_rows_become_verls_parquet_with_every_column_kept(tmp_path):
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "d.jsonl"
+    source.write_text('{"prompt": "2+2?", "solution": 4, "level": "easy"}\n')
+    rows = load_rows(DataConfig(source=str(source), answer_column="solution"))
+    (row,) = pq.read_table(write_parquet(rows, tmp_path / "train.parquet")).to_pylist()
+    assert row["prompt"] == [{"role": "user", "content": "2+2?"}]
+    assert row["reward_model"]["ground_truth"] == "4"
+    assert columns_from_extra_info(row["extra_info"]) == {"solution": 4, "level": "easy", "answer": 4}
