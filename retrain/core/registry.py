@@ -40,15 +40,18 @@ class ScoringFunction:
     description: str = ""
     is_async: bool = field(init=False)
     parameters: tuple[str, ...] = field(init=False)
+    required_parameters: tuple[str, ...] = field(init=False)
     accepts_any: bool = field(init=False)
 
     def __post_init__(self) -> None:
+        # Read the signature once: the Scorer injects arguments for every completion of every step.
         self.is_async = inspect.iscoroutinefunction(self.fn)
-        signature = inspect.signature(self.fn)
-        self.parameters = tuple(
-            p.name for p in signature.parameters.values() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        )
-        self.accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        named = [
+            p for p in inspect.signature(self.fn).parameters.values() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+        self.parameters = tuple(p.name for p in named)
+        self.required_parameters = tuple(p.name for p in named if p.default is p.empty)
+        self.accepts_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.fn).parameters.values())
         if not self.description:
             self.description = (inspect.getdoc(self.fn) or "").split("\n\n")[0].replace("\n", " ")
 
@@ -56,14 +59,6 @@ class ScoringFunction:
         if callable(self.bounds):
             return self.bounds(params)
         return self.bounds
-
-    def required_parameters(self) -> tuple[str, ...]:
-        signature = inspect.signature(self.fn)
-        return tuple(
-            p.name
-            for p in signature.parameters.values()
-            if p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        )
 
 
 _FUNCTIONS: dict[Kind, dict[str, ScoringFunction]] = {"reward": {}, "verifier": {}}

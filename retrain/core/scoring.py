@@ -87,7 +87,7 @@ def _injected_arguments(function: ScoringFunction, params: dict[str, Any], rollo
     }
     if function.accepts_any:
         return available
-    missing = [name for name in function.required_parameters() if name not in available]
+    missing = [name for name in function.required_parameters if name not in available]
     if missing:
         raise _Failure(
             f"needs argument(s) {missing} that are neither injectable (prompt, completion, messages, answer, "
