@@ -55,3 +55,7 @@ class BackendError(RetrainError):
 
 class ModelError(RetrainError):
     """The model could not be resolved or loaded."""
+
+
+class TrainingFailed(RetrainError):
+    """The backend raised while training; the traceback is kept in the run directory."""

@@ -167,12 +167,11 @@ def import_attribute(reference: str, what: str) -> Any:
 
 BUILTIN_BACKENDS: dict[str, str] = {
     "trl": "retrain.backends.trl:backend",
+    "verl": "retrain.backends.verl:backend",
 }
 ENTRY_POINT_GROUP = "retrain.backends"
 # Backends planned but not shipped yet: a clear message rather than "unknown".
-PLANNED_BACKENDS: dict[str, str] = {
-    "verl": "the verl backend is not available in this version of retrain yet; use `backend: trl`",
-}
+PLANNED_BACKENDS: dict[str, str] = {}
 
 
 def available_backends() -> dict[str, str]:

@@ -96,3 +96,8 @@ class RewardBreakdown:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RewardBreakdown:
+        verifiers = {name: VerifierOutcome(**outcome) for name, outcome in data.get("verifiers", {}).items()}
+        return cls(**{**data, "verifiers": verifiers})

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from retrain.core.config import TrainingConfig
-from retrain.core.errors import ConfigError, ConfigIssue
+from retrain.core.errors import ConfigError, ConfigIssue, RetrainError, TrainingFailed
 from retrain.core.progress import ProgressReporter, render_summary, summarize_run
 from retrain.core.registry import load_backend
 from retrain.core.run_dir import RunDir
@@ -153,6 +154,13 @@ def run_sync(
     except KeyboardInterrupt:
         status = "interrupted"
         raise
+    except RetrainError:
+        raise
+    except Exception as exc:
+        # A library failing deep inside training: the person gets one line, the traceback is kept.
+        error_log = run_dir.path / "error.log"
+        error_log.write_text(traceback.format_exc(), encoding="utf-8")
+        raise TrainingFailed(f"training failed: {type(exc).__name__}: {exc} (full traceback: {error_log})") from exc
     finally:
         progress.stop()
         run_dir.close()

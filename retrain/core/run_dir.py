@@ -22,7 +22,8 @@ import yaml
 
 from retrain.core.metrics import JsonlWriter, read_jsonl
 
-_CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
+# TRL names checkpoints checkpoint-N, verl global_step_N.
+_CHECKPOINT = re.compile(r"(?:checkpoint-|global_step_)(\d+)$")
 
 
 class RunDir:

@@ -43,13 +43,14 @@ def test_import_path_errors_say_what_went_wrong(tmp_path, monkeypatch):
         resolve_function("fine_rewards:LIMIT", "reward")
 
 
-def test_the_trl_backend_is_registered_through_the_entry_point_group():
+@pytest.mark.parametrize("name", ["trl", "verl"])
+def test_the_builtin_backends_are_registered_through_the_entry_point_group(name):
     names = {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
-    assert "trl" in names
-    backend = load_backend("trl")
-    assert isinstance(backend, Backend) and backend.name == "trl"
+    assert name in names
+    backend = load_backend(name)
+    assert isinstance(backend, Backend) and backend.name == name
 
 
-def test_a_planned_backend_says_it_is_not_available_yet():
-    with pytest.raises(ValueError, match="verl backend is not available"):
-        load_backend("verl")
+def test_an_unknown_backend_lists_the_available_ones():
+    with pytest.raises(ValueError, match="available: trl, verl"):
+        load_backend("torchforge")

@@ -23,7 +23,11 @@ def verl_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "prompt": row["prompt"],
             "data_source": DATA_SOURCE,
             "reward_model": {"style": "rule", "ground_truth": "" if answer is None else str(answer)},
-            "extra_info": {"index": index, "columns": json.dumps(columns, default=str)},
+            "extra_info": {
+                "index": index,
+                "prompt": next((m["content"] for m in reversed(row["prompt"]) if m["role"] == "user"), ""),
+                "columns": json.dumps(columns, default=str),
+            },
         })
     return converted
 

@@ -84,3 +84,13 @@ def test_rows_become_verls_parquet_with_every_column_kept(tmp_path):
     assert row["prompt"] == [{"role": "user", "content": "2+2?"}]
     assert row["reward_model"]["ground_truth"] == "4"
     assert columns_from_extra_info(row["extra_info"]) == {"solution": 4, "level": "easy", "answer": 4}
+
+
+def test_verl_rejects_what_it_cannot_run_here_at_validation():
+    from retrain.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_data({"backend": "verl", "model_to_train": "retrain:tiny", "example_prompts": ["p"],
+                                  "algorithm": {"kl_coef": 0.1, "reward_scaling": "batch"}})
+    fields = {issue.field for issue in info.value.issues}
+    assert fields == {"algorithm.kl_coef", "algorithm.reward_scaling"}

@@ -1,0 +1,174 @@
+"""verl 0.9.1 on CPU: imported in every Ray process through VERL_USE_EXTERNAL_MODULES.
+
+verl expects CUDA. Its plugin points carry it to a CPU: a `cpu` device platform (gloo, a stand-in
+for the torch.cuda memory/RNG calls), the FSDP engines aliased for device `cpu`, the process-group
+backend fixed to plain gloo, and an `hf` rollout: a Ray actor serving transformers `generate()`
+token-in/token-out, fed merged weights by the trainer after each update. This is for tests and
+laptops; GPU runs use verl's own vLLM rollout.
+"""
+import asyncio
+import os
+import types
+from contextlib import contextmanager
+
+import ray
+import torch
+import verl.utils.import_utils as _iu
+from verl.plugin.platform import PlatformBase, PlatformRegistry
+from verl.workers.rollout.base import _ROLLOUT_REGISTRY, BaseRollout
+from verl.workers.rollout.replica import RolloutReplica, RolloutReplicaRegistry, TokenOutput
+
+
+def _zero(*a, **k): return 0
+_cpu_mod = types.SimpleNamespace(
+    # torch.cpu lacks most of the torch.cuda memory/rng API that verl calls via get_torch_device()
+    is_available=lambda: True, device_count=lambda: 1, current_device=lambda: "cpu", set_device=lambda *a: None,
+    synchronize=lambda *a, **k: None, empty_cache=lambda: None, ipc_collect=lambda: None,
+    max_memory_allocated=_zero, max_memory_reserved=_zero, memory_allocated=_zero, memory_reserved=_zero,
+    reset_peak_memory_stats=lambda *a, **k: None, mem_get_info=lambda *a: (0, 0),
+    set_per_process_memory_fraction=lambda *a, **k: None,
+    get_rng_state=torch.get_rng_state, set_rng_state=torch.set_rng_state,
+    manual_seed=torch.manual_seed, manual_seed_all=torch.manual_seed,
+    get_device_name=lambda *a: "cpu", current_stream=torch.cpu.current_stream, stream=torch.cpu.stream,
+    Stream=torch.cpu.Stream, Event=getattr(torch, "Event", None),
+)
+
+@PlatformRegistry.register(platform="cpu")
+class PlatformCPU(PlatformBase):
+    device_name = property(lambda self: "cpu")
+    vendor_name = property(lambda self: "cpu")
+    device_module = property(lambda self: _cpu_mod)
+    def is_available(self): return True
+    def is_platform_available(self, use_smi_check=False): return os.environ.get("VERL_PLATFORM", "") == "cpu"
+    def current_device(self): return "cpu"          # NOT 0: torch treats int 0 as an accelerator index
+    def device_count(self): return 1
+    def set_device(self, device_index): pass
+    def synchronize(self, device_index=None): pass
+    def manual_seed(self, seed): torch.manual_seed(seed)
+    def manual_seed_all(self, seed): torch.manual_seed(seed)
+    def set_allocator_settings(self, settings): pass
+    def empty_cache(self): pass
+    def get_device_capability(self, device_index=0): return (None, None)
+    def communication_backend_name(self): return "gloo"
+    def visible_devices_envvar(self): return "CUDA_VISIBLE_DEVICES"
+    @contextmanager
+    def nvtx_range(self, msg): yield
+    def profiler_start(self): pass
+    def profiler_stop(self): pass
+    def ray_resource_name(self): return "GPU"       # keep verl's placement-group/resource checks happy (fake GPUs)
+    def ray_noset_envvars(self): return []
+    def is_ipc_supported(self): return False
+    def cudart(self): return None
+
+# initialize_global_process_group_ray builds "cpu:gloo,cpu:gloo" -> torch rejects duplicate device types
+def _patch_pg():
+    import verl.utils.distributed as d
+    orig = d.initialize_global_process_group_ray
+    def init_pg(timeout_second=None, backend=None):
+        return orig(timeout_second=timeout_second, backend=backend or "gloo")
+    d.initialize_global_process_group_ray = init_pg
+    return init_pg
+
+
+# -- the "hf" rollout: transformers generate() behind verl's rollout-server interface ------------
+
+
+
+class HFServer:
+    """Ray actor that owns a CPU copy of the policy and serves token-in/token-out generate()."""
+
+    def __init__(self, config, model_config):
+        from transformers import AutoModelForCausalLM
+        from verl.utils.config import omega_conf_to_dataclass
+        self.config = omega_conf_to_dataclass(config)             # RolloutConfig
+        mc = omega_conf_to_dataclass(model_config)                  # HFModelConfig
+        self.model = AutoModelForCausalLM.from_pretrained(mc.local_path, torch_dtype=torch.float32).eval()
+        self.eos = mc.tokenizer.eos_token_id
+        self.pad = mc.tokenizer.pad_token_id if mc.tokenizer.pad_token_id is not None else self.eos
+        self.global_steps = None
+        self.lock = asyncio.Lock()
+
+    async def generate(self, request_id, prompt_ids, sampling_params, image_data=None, video_data=None,
+                       audio_data=None, mm_processor_kwargs=None, **kw):
+        async with self.lock:                                      # one request at a time on 2 cores
+            ids = torch.tensor([list(prompt_ids)])
+            t = float(sampling_params.get("temperature", 1.0))
+            gen_kw = dict(max_new_tokens=self.config.response_length, eos_token_id=self.eos,
+                          pad_token_id=self.pad, return_dict_in_generate=True, output_scores=True)
+            if t > 0:
+                gen_kw.update(do_sample=True, temperature=t, top_p=float(sampling_params.get("top_p", 1.0)),
+                              top_k=max(0, int(sampling_params.get("top_k", -1))) or None)
+            else:
+                gen_kw.update(do_sample=False)
+            with torch.no_grad():
+                out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **gen_kw)
+            new = out.sequences[0, ids.shape[1]:].tolist()
+            logps = None
+            if sampling_params.get("logprobs"):
+                sc = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+                logps = sc[0, : len(new)].tolist()
+        return TokenOutput(token_ids=new, log_probs=logps, stop_reason="completed",
+                           extra_fields={"global_steps": self.global_steps})
+
+    async def load_weights(self, state_dict, global_steps=None):
+        self.model.load_state_dict(state_dict, strict=False)
+        self.global_steps = global_steps
+
+    async def set_global_steps(self, global_steps):
+        self.global_steps = global_steps
+
+    # lifecycle no-ops used by RolloutReplica / CheckpointEngineManager
+    async def wake_up(self, tags=None): pass
+    async def sleep(self): pass
+    async def clear_kv_cache(self): pass
+    async def release_kv_cache(self): pass
+    async def resume_kv_cache(self): pass
+    async def abort_all_requests(self, **kw): return {"aborted_count": 0, "request_ids": []}
+    async def resume_generation(self): pass
+    async def start_profile(self, **kw): pass
+    async def stop_profile(self): pass
+
+
+class HFReplica(RolloutReplica):
+    async def launch_servers(self):
+        name = f"hf_server_{self.replica_rank}_0"
+        server = ray.remote(HFServer).options(name=name, num_cpus=0, max_concurrency=64).remote(
+            self.config, self.model_config)
+        self.servers = [server]
+        self._server_handle = server
+        self._server_address = name                                # only used as a dict key by the router
+
+
+class HFServerAdapter(BaseRollout):
+    """Lives inside ActorRolloutRefWorker; receives weights from the FSDP engine in update_weights()."""
+
+    def __init__(self, config, model_config, device_mesh, *a, **k):
+        super().__init__(config, model_config, device_mesh)
+        self.sleep_level = 2
+
+    def _server(self):
+        return ray.get_actor("hf_server_0_0")
+
+    async def resume(self, tags): pass
+    async def release(self): pass
+
+    async def update_weights(self, weights, wire_format="named_tensors", global_steps=None, peft_config=None, **kw):
+        # use model.lora.merge=True so that `weights` are full merged HF-named tensors
+        sd = {n: (t.full_tensor() if hasattr(t, "full_tensor") else t).detach().to("cpu", torch.float32).clone()
+              for n, t in weights}
+        if int(os.environ.get("RANK", "0")) == 0:
+            await self._server().load_weights.remote(sd, global_steps)
+
+
+RolloutReplicaRegistry.register("hf", lambda: HFReplica)
+_ROLLOUT_REGISTRY[("hf", "async")] = f"{__name__}.HFServerAdapter"
+
+# apply at import time (this module is imported from verl/__init__.py via VERL_USE_EXTERNAL_MODULES,
+# i.e. before verl.workers.engine_workers binds `initialize_global_process_group_ray` by name)
+_patch_pg()
+os.environ.setdefault("VERL_ENGINE_DEVICE", "cuda")   # pick the FSDP engine registered for "cuda"
+
+# trl 1.16 has neither trl.AutoModelForCausalLMWithValueHead nor trl.experimental.ppo -> verl's
+# apply_monkey_patch crashes; pretend trl is absent (only needed for value-head critics).
+
+_iu.is_trl_available = lambda: False  # type: ignore[assignment]

@@ -1,0 +1,241 @@
+"""Start verl's real v1 GRPO trainer (Ray single controller, FSDP2 actor) on a retrain config.
+
+The run starts its own local Ray (`ray.init` inside verl's `run_ppo`) and shuts it down by its own
+handle when training ends, fails or is interrupted. verl's per-step metrics come through its file
+logger; a watcher thread turns each line into a neutral record, adding the per-component means
+from the Scorer breakdowns the reward workers appended since the previous step.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from retrain.backends.verl.data import write_parquet
+from retrain.backends.verl.translate import algorithm_overrides, backend_option_overrides, compose, validate
+from retrain.core.backend import TrainResult
+from retrain.core.config import TrainingConfig
+from retrain.core.progress import ProgressReporter
+from retrain.core.rollout import RewardBreakdown
+from retrain.core.run_dir import RunDir
+from retrain.core.scoring import Scorer
+from retrain.data import load_rows
+from retrain.models import resolve_model
+
+CPU_PLUGIN = "retrain.backends.verl.cpu"
+
+# verl log name -> neutral name.
+VERL_TO_NEUTRAL = {
+    "critic/score/mean": "reward/mean",
+    "actor/kl_loss": "kl",
+    "actor/entropy": "entropy",
+    "actor/pg_loss": "loss",
+    "actor/grad_norm": "grad_norm",
+    "actor/lr": "learning_rate",
+    "response_length/mean": "completion_length/mean",
+    "response_length/max": "completion_length/max",
+    "actor/pg_clipfrac": "clip_ratio",
+    "timing_s/step": "step_seconds",
+}
+
+
+def machine_overrides(config: TrainingConfig) -> list[str]:
+    """What a CPU-only machine needs: the `hf` rollout, FSDP2 on gloo, fp32, whole-batch micro-batches.
+    (Run-specific paths are added by `run_overrides`; `retrain translate` shows these.)"""
+    batch = config.algorithm.prompts_per_step * config.algorithm.group_size
+    overrides = [
+        "trainer.device=cpu",
+        "data.max_prompt_length=512",
+        "data.dataloader_num_workers=0",
+        "trainer.total_epochs=1000000",
+        f"actor_rollout_ref.model.path={config.model.name}",
+        "actor_rollout_ref.model.use_remove_padding=false",
+        "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
+        "actor_rollout_ref.actor.strategy=fsdp2",
+        "actor_rollout_ref.actor.use_torch_compile=false",
+        "actor_rollout_ref.actor.fsdp_config.use_torch_compile=false",
+        "+actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={batch}",
+        "actor_rollout_ref.rollout.name=hf",
+        "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
+        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={batch}",
+        "actor_rollout_ref.rollout.free_cache_engine=false",
+        "actor_rollout_ref.rollout.calculate_log_probs=false",
+        "actor_rollout_ref.rollout.agent.num_workers=1",
+        f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={batch}",
+        "reward.num_workers=1",
+        "reward.custom_reward_function.name=compute_score",
+        "trainer.logger=[file]",
+        "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
+    ]
+    if config.model.lora is not None:
+        overrides.append("actor_rollout_ref.model.lora.merge=true")  # the rollout server takes merged weights
+    return overrides
+
+
+def run_overrides(run_dir: RunDir, model_path: str, env: dict[str, str]) -> list[str]:
+    """Where this run's files are, the resolved model, and a local Ray with one fake GPU (the CPU platform)."""
+    parquet = run_dir.path / "verl" / "train.parquet"
+    env_vars = ",".join(f"{key}:'{value}'" for key, value in env.items())
+    return [
+        f"data.train_files={parquet}",
+        f"data.val_files={parquet}",
+        f"actor_rollout_ref.model.path={model_path}",
+        f"reward.custom_reward_function.path={Path(__file__).with_name('rewards.py')}",
+        f"+reward.custom_reward_function.reward_kwargs={{config_path:'{run_dir.path / 'config.yaml'}',"
+        f"breakdowns_path:'{run_dir.path / 'verl' / 'breakdowns.jsonl'}'}}",
+        f"trainer.default_local_dir={run_dir.checkpoints_dir}",
+        f"trainer.resume_mode={'auto' if run_dir.latest_checkpoint() else 'disable'}",
+        "ray_kwargs.ray_init.num_cpus=16",
+        "+ray_kwargs.ray_init.num_gpus=1",
+        "+ray_kwargs.ray_init.include_dashboard=false",
+        "+ray_kwargs.ray_init.log_to_driver=false",
+        f"+ray_kwargs.ray_init.runtime_env.env_vars={{{env_vars}}}",
+    ]
+
+
+def _environment(run_dir: RunDir) -> dict[str, str]:
+    paths = [os.getcwd(), *[p for p in sys.path if p and "site-packages" not in p]]
+    env = {
+        "VERL_PLATFORM": "cpu",
+        "VERL_USE_EXTERNAL_MODULES": CPU_PLUGIN,
+        "VERL_ENGINE_DEVICE": "cuda",  # the FSDP engine is registered under "cuda"; the platform makes it CPU
+        "VERL_FILE_LOGGER_PATH": str(run_dir.path / "verl" / "metrics.raw.jsonl"),
+        "VERL_LOGGING_LEVEL": "WARN",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
+        "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths + os.environ.get("PYTHONPATH", "").split(os.pathsep))),
+        "RETRAIN_CACHE": os.environ.get("RETRAIN_CACHE", ""),
+    }
+    return {key: value for key, value in env.items() if value}
+
+
+class MetricsWatcher(threading.Thread):
+    """Turns verl's file-logger lines into neutral records as they appear."""
+
+    def __init__(
+        self, run_dir: RunDir, progress: ProgressReporter, scorer: Scorer, first_step: int,
+        samples_per_step: int, batch_size: int,
+    ):
+        super().__init__(daemon=True)
+        self.run_dir, self.progress, self.scorer = run_dir, progress, scorer
+        self.samples_per_step = samples_per_step
+        # verl's sync trainer scores exactly prompts x group rollouts per step, in step order, so the
+        # breakdowns of step N are the N-th chunk of that size (the next step's may already be there).
+        self.batch_size = batch_size
+        self._pending: list[dict[str, Any]] = []
+        self.raw = run_dir.path / "verl" / "metrics.raw.jsonl"
+        self.breakdowns = run_dir.path / "verl" / "breakdowns.jsonl"
+        self.first_step = first_step
+        self.stop_event = threading.Event()
+        self._raw_offset = 0
+        self._breakdown_offset = self.breakdowns.stat().st_size if self.breakdowns.exists() else 0
+        self.started_at = time.monotonic()
+        self.last_step = first_step
+
+    def run(self) -> None:
+        while not self.stop_event.wait(0.5):
+            self.poll()
+        self.poll()
+
+    def _new_lines(self, path: Path, offset: int) -> tuple[list[str], int]:
+        if not path.exists():
+            return [], offset
+        with path.open("rb") as file:
+            file.seek(offset)
+            data = file.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        return complete.decode().splitlines(), offset + len(complete)
+
+    def poll(self) -> None:
+        lines, self._raw_offset = self._new_lines(self.raw, self._raw_offset)
+        for line in lines:
+            entry = json.loads(line)
+            if entry.get("step", 0) <= self.first_step:
+                continue
+            breakdown_lines, self._breakdown_offset = self._new_lines(self.breakdowns, self._breakdown_offset)
+            self._pending += [json.loads(b) for b in breakdown_lines]
+            samples, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
+            self._write(entry["step"], entry["data"], samples)
+
+    def _write(self, step: int, data: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+        record: dict[str, Any] = {"step": step}
+        for verl_name, neutral in VERL_TO_NEUTRAL.items():
+            if verl_name in data:
+                record[neutral] = data[verl_name]
+        breakdowns = [RewardBreakdown.from_dict(s["breakdown"]) for s in samples]
+        summary = self.scorer.summarize(breakdowns)
+        record["reward/std"] = summary.get("reward/std")
+        record.update({k: v for k, v in summary.items() if not k.startswith("reward/")})
+        seconds = data.get("timing_s/step")
+        tokens = data.get("perf/total_num_tokens")
+        record["tokens_per_second"] = tokens / seconds if tokens and seconds else None
+        record["peak_memory_gb"] = data.get("actor/perf/cpu_memory_used_gb")
+        record["elapsed_seconds"] = time.monotonic() - self.started_at
+        self.run_dir.write_metrics(record)
+        if self.samples_per_step:
+            self.run_dir.write_samples(step, samples[: self.samples_per_step])
+        self.progress.step(record)
+        self.last_step = step
+
+
+def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -> TrainResult:
+    import ray
+
+    checkpoint = run_dir.latest_checkpoint()
+    first_step = RunDir.checkpoint_step(checkpoint) if checkpoint else 0
+    if checkpoint is not None:
+        run_dir.set_aside_after(first_step)
+    (run_dir.path / "verl").mkdir(exist_ok=True)
+    raw_metrics = run_dir.path / "verl" / "metrics.raw.jsonl"
+    if raw_metrics.exists():  # verl's file logger truncates it on every start: keep the earlier run's lines
+        raw_metrics.replace(raw_metrics.with_name(f"metrics.raw.until-step-{first_step}.jsonl"))
+    write_parquet(load_rows(config.data), run_dir.path / "verl" / "train.parquet")
+    env = _environment(run_dir)
+    os.environ.update(env)
+    # verl is already imported in this process (validation composed its config), so the plugin that
+    # VERL_USE_EXTERNAL_MODULES loads in Ray's workers is imported here by hand.
+    importlib.import_module(CPU_PLUGIN)
+    overrides = (
+        algorithm_overrides(config)
+        + machine_overrides(config)
+        + run_overrides(run_dir, resolve_model(config.model.name), env)
+        + backend_option_overrides(config)
+    )
+    composed = compose(overrides)
+    validate(composed)
+    (run_dir.path / "verl" / "composed.yaml").write_text(_to_yaml(composed), encoding="utf-8")
+
+    from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+
+    watcher = MetricsWatcher(run_dir, progress, Scorer.from_config(config), first_step,
+                             config.training.samples_per_step,
+                             config.algorithm.prompts_per_step * config.algorithm.group_size)
+    progress.start(config.algorithm.max_steps, completed=first_step)
+    watcher.start()
+    try:
+        run_ppo(composed, task_runner_class=TaskRunnerV1)
+    finally:
+        watcher.stop_event.set()
+        watcher.join(timeout=30)
+        progress.stop()
+        if ray.is_initialized():
+            ray.shutdown()  # stops the local Ray this run started, and every actor in it
+    return TrainResult(
+        steps_completed=watcher.last_step,
+        final_model_dir=None,  # verl keeps the model in its checkpoints (FSDP shards + huggingface/ config)
+        last_checkpoint=run_dir.latest_checkpoint(),
+    )
+
+
+def _to_yaml(composed: Any) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(composed)
