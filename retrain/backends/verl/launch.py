@@ -8,6 +8,7 @@ from the Scorer breakdowns the reward workers appended since the previous step.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -221,7 +222,9 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     progress.start(config.algorithm.max_steps, completed=first_step)
     watcher.start()
     try:
-        run_ppo(composed, task_runner_class=TaskRunnerV1)
+        # verl prints its Ray settings and more to stdout; retrain's console is stderr, the rest is kept.
+        with (run_dir.path / "verl" / "driver.log").open("a") as log, contextlib.redirect_stdout(log):
+            run_ppo(composed, task_runner_class=TaskRunnerV1)
     finally:
         watcher.stop_event.set()
         watcher.join(timeout=30)

@@ -27,7 +27,10 @@ The mapping (also in docs/backends.md):
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import warnings
 from typing import Any
 
 from retrain.core.backend import NativeConfig
@@ -136,7 +139,12 @@ def validate(composed: Any) -> None:
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
-    validate_config(composed, use_reference_policy=need_reference_policy(composed), use_critic=need_critic(composed))
+    # verl prints "all checks passed" and warns that GRPO has no critic: neither helps a user.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.filterwarnings("ignore", message="Disabled critic")
+        validate_config(
+            composed, use_reference_policy=need_reference_policy(composed), use_critic=need_critic(composed)
+        )
 
 
 def translate_config(config: TrainingConfig, hardware_overrides: list[str] | None = None) -> NativeConfig:
