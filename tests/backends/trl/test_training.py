@@ -12,33 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from retrain.config_models import TrainingConfig
 from retrain.core.errors import ConfigError
 from retrain.core.metrics import REQUIRED_KEYS
-from retrain.core.rollout import Message, Rollout
 from retrain.core.run import run, run_sync
-from retrain.core.scoring import Scorer
 from retrain.models import resolve_model
-
-QUIET = Console(file=open("/dev/null", "w"))  # noqa: SIM115
-
-
-def tiny_config(tmp_path: Path, **overrides) -> dict:
-    base = {
-        "model_to_train": "retrain:tiny",
-        "example_prompts": ["Compose a joyful feline lyric.", "Draft a cheerful ode to a purring companion."],
-        "verifiers": [{"rule": "mentions_a_cat"}],
-        "rewards": {"goal": "Poem is happy, creative, and about a cat.",
-                    "constraints": [{"type": "penalize_text_containing", "text_to_avoid": "s",
-                                     "penalty_score": -1.0}]},
-        "algorithm": {"group_size": 4, "prompts_per_step": 2, "max_steps": 2, "max_completion_tokens": 16,
-                      "learning_rate": 1e-3},
-        "training": {"output_dir": str(tmp_path / "runs"), "samples_per_step": 8, "save_every": 1},
-    }
-    base.update(overrides)
-    return base
+from tests.tiny_runs import QUIET, assert_backend_trained_on_the_scorer_breakdown, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -69,21 +49,7 @@ def test_metrics_have_one_neutral_record_per_step(finished_run):
 
 
 def test_trl_trained_on_exactly_the_scorer_breakdown(finished_run):
-    """The bridge: re-scoring the saved completions with a fresh Scorer gives the totals TRL logged."""
-    run_dir = Path(finished_run["run_dir"])
-    config = TrainingConfig.from_yaml(run_dir / "config.yaml")
-    scorer = Scorer.from_config(config)
-    records = {r["step"]: r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())}
-    for step in (1, 2):
-        lines = (run_dir / "samples" / f"step_{step:06d}.jsonl").read_text().splitlines()
-        samples = [json.loads(line) for line in lines]
-        assert len(samples) == 8  # the whole batch: 2 prompts x 4
-        rescored = scorer.score_sync([
-            Rollout([Message("user", s["prompt"])], [Message("assistant", s["completion"])]) for s in samples
-        ])
-        assert [b.total for b in rescored] == pytest.approx([s["breakdown"]["total"] for s in samples], abs=1e-5)
-        mean = sum(s["breakdown"]["total"] for s in samples) / len(samples)
-        assert records[step]["reward/mean"] == pytest.approx(mean, rel=1e-5)
+    assert_backend_trained_on_the_scorer_breakdown(Path(finished_run["run_dir"]))
 
 
 def test_resume_continues_from_the_latest_checkpoint(tmp_path):
