@@ -15,7 +15,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Teach language models new skills with reinforcement learning, on an existing RL library (TRL; verl next).",
+    help="Teach language models new skills with reinforcement learning, on an existing RL library: TRL or verl.",
 )
 console = Console(stderr=True)
 
