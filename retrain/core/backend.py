@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from retrain.core.errors import ConfigIssue
-from retrain.core.registry import PLANNED_BACKENDS, available_backends
+from retrain.core.registry import available_backends
 
 if TYPE_CHECKING:
     from retrain.core.config import TrainingConfig
@@ -116,7 +116,7 @@ def check_capabilities(config: TrainingConfig, capabilities: Capabilities, backe
         issues.append(ConfigIssue(
             "resources.gpus_per_node", None, f"backend '{backend}' needs GPUs; set gpus_per_node >= 1"
         ))
-    known = set(available_backends()) | set(PLANNED_BACKENDS)
+    known = set(available_backends())
     for other in sorted(set(config.backend_options) - known):
         # Options for another backend are kept (the same YAML runs on both), but a typo is not.
         issues.append(ConfigIssue(

@@ -170,8 +170,6 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "verl": "retrain.backends.verl:backend",
 }
 ENTRY_POINT_GROUP = "retrain.backends"
-# Backends planned but not shipped yet: a clear message rather than "unknown".
-PLANNED_BACKENDS: dict[str, str] = {}
 
 
 def available_backends() -> dict[str, str]:
@@ -186,8 +184,6 @@ def check_backend_name(name: str) -> None:
     backends = available_backends()
     if name in backends:
         return
-    if name in PLANNED_BACKENDS:
-        raise ValueError(PLANNED_BACKENDS[name])
     close = difflib.get_close_matches(name, list(backends), n=1, cutoff=0.5)
     hint = f"did you mean '{close[0]}'? " if close else ""
     raise ValueError(
