@@ -9,6 +9,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from retrain.core.metrics import COMPONENT_PREFIXES
 from retrain.core.progress import ProgressReporter
 from retrain.core.run_dir import RunDir
 
@@ -26,7 +27,6 @@ TRL_TO_NEUTRAL = {
     "clip_ratio/region_mean": "clip_ratio",
     "num_tokens": "tokens",
 }
-COMPONENT_PREFIXES = ("rewards/", "verifiers/", "constraints/", "errors/")
 
 
 def peak_memory_gb() -> float:
