@@ -51,3 +51,8 @@ def assert_backend_trained_on_the_scorer_breakdown(run_dir: Path) -> None:
             Rollout([Message("user", s["prompt"])], [Message("assistant", s["completion"])]) for s in samples
         ])
         assert [b.total for b in rescored] == pytest.approx(totals, abs=1e-5)
+
+
+def broken_reward(completion: str) -> float:
+    """A reward with a bug, for the failure tests."""
+    raise ValueError("this reward is broken on purpose")

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ from retrain.backends.verl.data import write_parquet
 from retrain.backends.verl.translate import algorithm_overrides, backend_option_overrides, compose, validate
 from retrain.core.backend import TrainResult
 from retrain.core.config import TrainingConfig
+from retrain.core.errors import RewardError, TrainingFailed
 from retrain.core.progress import ProgressReporter
 from retrain.core.rollout import RewardBreakdown
 from retrain.core.run_dir import RunDir
@@ -30,6 +32,7 @@ from retrain.data import load_rows
 from retrain.models import resolve_model
 
 CPU_PLUGIN = "retrain.backends.verl.cpu"
+REWARD_ERRORS = "reward_errors.log"
 
 # verl log name -> neutral name.
 VERL_TO_NEUTRAL = {
@@ -90,7 +93,8 @@ def run_overrides(run_dir: RunDir, model_path: str, env: dict[str, str]) -> list
         f"actor_rollout_ref.model.path={model_path}",
         f"reward.custom_reward_function.path={Path(__file__).with_name('rewards.py')}",
         f"+reward.custom_reward_function.reward_kwargs={{config_path:'{run_dir.path / 'config.yaml'}',"
-        f"breakdowns_path:'{run_dir.path / 'verl' / 'breakdowns.jsonl'}'}}",
+        f"breakdowns_path:'{run_dir.path / 'verl' / 'breakdowns.jsonl'}',"
+        f"errors_path:'{_reward_errors_file(run_dir)}'}}",
         f"trainer.default_local_dir={run_dir.checkpoints_dir}",
         f"trainer.resume_mode={'auto' if run_dir.latest_checkpoint() else 'disable'}",
         "ray_kwargs.ray_init.num_cpus=16",
@@ -219,23 +223,60 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     watcher = MetricsWatcher(run_dir, progress, Scorer.from_config(config), first_step,
                              config.training.samples_per_step,
                              config.algorithm.prompts_per_step * config.algorithm.group_size)
+    errors_seen = _reward_errors_file(run_dir).stat().st_size if _reward_errors_file(run_dir).exists() else 0
     progress.start(config.algorithm.max_steps, completed=first_step)
     watcher.start()
     try:
         # verl prints its Ray settings and more to stdout; retrain's console is stderr, the rest is kept.
         with (run_dir.path / "verl" / "driver.log").open("a") as log, contextlib.redirect_stdout(log):
             run_ppo(composed, task_runner_class=TaskRunnerV1)
+    except Exception as exc:
+        if errors := _new_reward_errors(run_dir, errors_seen):
+            raise RewardError(errors[0]) from exc  # the cause, not verl's "no materializable trajectories"
+        raise
     finally:
         watcher.stop_event.set()
         watcher.join(timeout=30)
         progress.stop()
         if ray.is_initialized():
             ray.shutdown()  # stops the local Ray this run started, and every actor in it
+    last_checkpoint = run_dir.latest_checkpoint()
+    final_model = None
+    if last_checkpoint is not None and RunDir.checkpoint_step(last_checkpoint) == watcher.last_step:
+        final_model = export_model(last_checkpoint, run_dir.model_dir, run_dir.path / "verl" / "driver.log")
     return TrainResult(
-        steps_completed=watcher.last_step,
-        final_model_dir=None,  # verl keeps the model in its checkpoints (FSDP shards + huggingface/ config)
-        last_checkpoint=run_dir.latest_checkpoint(),
+        steps_completed=watcher.last_step, final_model_dir=final_model, last_checkpoint=last_checkpoint
     )
+
+
+def _reward_errors_file(run_dir: RunDir) -> Path:
+    return run_dir.path / "verl" / REWARD_ERRORS
+
+
+def _new_reward_errors(run_dir: RunDir, offset: int) -> list[str]:
+    """The reward failures the reward workers wrote during this run (a resumed run skips earlier ones)."""
+    path = _reward_errors_file(run_dir)
+    if not path.exists():
+        return []
+    with path.open("rb") as file:
+        file.seek(offset)
+        return file.read().decode(errors="replace").splitlines()
+
+
+def export_model(checkpoint: Path, target: Path, log: Path) -> Path:
+    """verl's FSDP shards -> a Hugging Face model folder, with verl's own model merger (in a child
+    process, whose output goes to the log). With LoRA, `target` holds the base weights and
+    `target/lora_adapter` the trained adapter (load it with peft). verl's merger writes bf16."""
+    command = [sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp",
+               "--local_dir", str(checkpoint / "actor"), "--target_dir", str(target)]
+    with log.open("a") as out:
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        raise TrainingFailed(
+            f"verl's model merger could not export {checkpoint} to {target} (exit {done.returncode}); "
+            f"see {log}. The checkpoint itself is intact."
+        )
+    return target
 
 
 def _to_yaml(composed: Any) -> str:

@@ -5,6 +5,10 @@ batch hook), in its reward-loop workers. This module is loaded there by file pat
 (`reward.custom_reward_function.path`); it builds the Scorer once per worker from the run's
 config.yaml and appends each breakdown to a JSONL file in the run directory, from which the
 launcher computes the per-component metrics verl does not log for training steps.
+
+A reward that fails under `rewards.on_error: fail` is written to `reward_errors.log` before it is
+raised: verl turns it into a failed trajectory and stops with a generic replay-buffer error, so
+the launcher reports the reward's own message instead.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from retrain.backends.verl.data import columns_from_extra_info
 from retrain.core.config import TrainingConfig
+from retrain.core.errors import RewardError
 from retrain.core.rollout import Message, Rollout
 from retrain.core.scoring import Scorer
 
@@ -25,11 +30,11 @@ def _scorer(config_path: str) -> Scorer:
     return Scorer.from_config(TrainingConfig.from_yaml(config_path))
 
 
-def _append(path: str, record: dict[str, Any]) -> None:
+def _append(path: str, line: str) -> None:
     # One O_APPEND write per line: lines from several reward workers never interleave.
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, (json.dumps(record, default=str) + "\n").encode())
+        os.write(fd, (line + "\n").encode())
     finally:
         os.close(fd)
 
@@ -42,6 +47,7 @@ async def compute_score(
     *,
     config_path: str,
     breakdowns_path: str,
+    errors_path: str,
     **_: Any,
 ) -> dict[str, Any]:
     extra_info = extra_info or {}
@@ -52,6 +58,11 @@ async def compute_score(
         rollout_id=f"row{extra_info.get('index', '?')}",
     )
     scorer = _scorer(config_path)
-    (breakdown,) = await scorer.score([rollout])
-    _append(breakdowns_path, {"prompt": rollout.prompt, "completion": solution_str, "breakdown": breakdown.to_dict()})
+    try:
+        (breakdown,) = await scorer.score([rollout])
+    except RewardError as exc:
+        _append(errors_path, " ".join(str(exc).split()))
+        raise
+    record = {"prompt": rollout.prompt, "completion": solution_str, "breakdown": breakdown.to_dict()}
+    _append(breakdowns_path, json.dumps(record, default=str))
     return {"score": breakdown.total}
