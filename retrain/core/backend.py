@@ -30,6 +30,7 @@ class Capabilities:
     lora: bool = True
     environments: bool = False
     multi_node: bool = False
+    ray_cluster: bool = False
     cpu: bool = True
     kl_penalty: bool = True
     asymmetric_clip: bool = True
@@ -111,6 +112,11 @@ def check_capabilities(config: TrainingConfig, capabilities: Capabilities, backe
     if config.resources.nodes > 1 and not capabilities.multi_node:
         issues.append(ConfigIssue(
             "resources.nodes", None, f"backend '{backend}' runs on one node; set nodes: 1"
+        ))
+    if config.resources.ray_address is not None and not capabilities.ray_cluster:
+        issues.append(ConfigIssue(
+            "resources.ray_address", None,
+            f"backend '{backend}' does not run on a Ray cluster; remove ray_address (use `backend: verl` for Ray)",
         ))
     if config.resources.gpus_per_node == 0 and not capabilities.cpu:
         issues.append(ConfigIssue(

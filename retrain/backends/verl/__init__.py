@@ -1,8 +1,8 @@
 """The verl backend: retrain configs train with verl's v1 trainer (Ray single controller, FSDP2).
 
 Loading this module is cheap; verl, Ray and torch are imported by `translate` and `train`.
-This version runs verl on CPU (a platform plugin and a transformers rollout, `cpu.py`); the GPU
-path (vLLM rollouts) is not wired yet and is rejected at validation.
+On GPUs verl rolls out with vLLM; on a CPU with a transformers rollout and a platform plugin
+(`cpu.py`). Scale-out is verl's: `resources.ray_address` points the run at a Ray cluster.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ class VerlBackend:
         reward_scalings=frozenset({"group", "none"}),
         lora=True,
         environments=False,
-        multi_node=False,  # verl scales on a Ray cluster; retrain does not connect to one yet
+        multi_node=True,  # on a Ray cluster (resources.ray_address)
+        ray_cluster=True,
         cpu=True,
     )
 
@@ -33,18 +34,30 @@ class VerlBackend:
         from retrain.backends.verl.translate import check_translation
 
         issues = check_capabilities(config, self.capabilities, self.name) + check_translation(config)
-        if config.resources.gpus_per_node > 0:
+        resources, algorithm = config.resources, config.algorithm
+        if resources.nodes > 1 and resources.ray_address is None:
             issues.append(ConfigIssue(
-                "resources.gpus_per_node", None,
-                "the verl backend runs on CPU only in this version (vLLM rollouts are not wired yet); "
-                "set 0, or use `backend: trl` on GPUs",
+                "resources.nodes", None,
+                "several nodes run on a Ray cluster: set resources.ray_address to its head ('host:port' or 'auto')",
             ))
-        if config.algorithm.kl_coef > 0 and config.model.lora is None:
+        gpus = resources.nodes * resources.gpus_per_node
+        if gpus and (algorithm.prompts_per_step * algorithm.group_size) % gpus:
             issues.append(ConfigIssue(
-                "algorithm.kl_coef", None,
-                "on CPU, verl's separate reference model cannot load (FSDP2 pins memory); use `model.lora` "
-                "(the reference is the base model with adapters off) or set kl_coef: 0",
+                "algorithm.prompts_per_step", None,
+                f"verl splits each step's {algorithm.prompts_per_step} x {algorithm.group_size} completions evenly "
+                f"over the {gpus} GPUs; make prompts_per_step x group_size a multiple of {gpus}",
             ))
+        if gpus == 0:
+            if algorithm.kl_coef > 0 and config.model.lora is None:
+                issues.append(ConfigIssue(
+                    "algorithm.kl_coef", None,
+                    "on CPU, verl's separate reference model cannot load (FSDP2 pins memory); use `model.lora` "
+                    "(the reference is the base model with adapters off) or set kl_coef: 0",
+                ))
+            if config.model.dtype in ("bfloat16", "float16"):
+                issues.append(ConfigIssue(
+                    "model.dtype", None, "verl on CPU trains in float32; set 'auto' or 'float32'"
+                ))
         return issues
 
     def translate(self, config: TrainingConfig) -> NativeConfig:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +25,7 @@ from retrain.backends.verl.data import write_parquet
 from retrain.backends.verl.translate import algorithm_overrides, backend_option_overrides, compose, validate
 from retrain.core.backend import TrainResult
 from retrain.core.config import TrainingConfig
-from retrain.core.errors import RewardError, TrainingFailed
+from retrain.core.errors import BackendError, RewardError, TrainingFailed
 from retrain.core.progress import ProgressReporter
 from retrain.core.rollout import RewardBreakdown
 from retrain.core.run_dir import RunDir
@@ -50,15 +52,49 @@ VERL_TO_NEUTRAL = {
 
 
 def machine_overrides(config: TrainingConfig) -> list[str]:
-    """What a CPU-only machine needs: the `hf` rollout, FSDP2 on gloo, fp32, whole-batch micro-batches.
+    """What the hardware needs: on GPUs verl's vLLM rollout, on a CPU the `hf` rollout and FSDP2 on gloo.
     (Run-specific paths are added by `run_overrides`; `retrain translate` shows these.)"""
+    overrides = [
+        f"actor_rollout_ref.model.path={config.model.name}",
+        "data.max_prompt_length=512",
+        "trainer.total_epochs=1000000",  # the run ends at algorithm.max_steps (total_training_steps)
+        "reward.custom_reward_function.name=compute_score",
+        "trainer.logger=[file]",
+    ]
+    gpus = config.resources.nodes * config.resources.gpus_per_node
+    if gpus == 0:
+        return overrides + _cpu_overrides(config)
+    # Micro-batches: the largest divisor of each GPU's share of the batch up to 16 (check_config
+    # has made sure the batch divides across the GPUs).
+    per_gpu = config.algorithm.prompts_per_step * config.algorithm.group_size // gpus
+    micro = max(size for size in range(1, min(per_gpu, 16) + 1) if per_gpu % size == 0)
+    overrides += [
+        "actor_rollout_ref.rollout.name=vllm",
+        "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro}",
+        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={micro}",
+        f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={micro}",
+    ]
+    if config.model.dtype in GPU_DTYPES:
+        fsdp_dtype, rollout_dtype = GPU_DTYPES[config.model.dtype]
+        overrides += [
+            f"+actor_rollout_ref.actor.fsdp_config.mixed_precision={{param_dtype:{fsdp_dtype},"
+            f"reduce_dtype:fp32,buffer_dtype:fp32}}",
+            f"actor_rollout_ref.rollout.dtype={rollout_dtype}",
+        ]
+    return overrides
+
+
+# model.dtype on GPUs -> (FSDP mixed-precision compute dtype, vLLM dtype). "auto" keeps verl's
+# defaults (fp32 master weights, bf16 compute, bf16 rollout); "bfloat16" is the same thing.
+GPU_DTYPES = {"float32": ("fp32", "float32"), "float16": ("fp16", "float16")}
+
+
+def _cpu_overrides(config: TrainingConfig) -> list[str]:
     batch = config.algorithm.prompts_per_step * config.algorithm.group_size
     overrides = [
         "trainer.device=cpu",
-        "data.max_prompt_length=512",
         "data.dataloader_num_workers=0",
-        "trainer.total_epochs=1000000",
-        f"actor_rollout_ref.model.path={config.model.name}",
         "actor_rollout_ref.model.use_remove_padding=false",
         "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
         "actor_rollout_ref.actor.strategy=fsdp2",
@@ -74,8 +110,6 @@ def machine_overrides(config: TrainingConfig) -> list[str]:
         "actor_rollout_ref.rollout.agent.num_workers=1",
         f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={batch}",
         "reward.num_workers=1",
-        "reward.custom_reward_function.name=compute_score",
-        "trainer.logger=[file]",
         "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
     ]
     if config.model.lora is not None:
@@ -83,11 +117,12 @@ def machine_overrides(config: TrainingConfig) -> list[str]:
     return overrides
 
 
-def run_overrides(run_dir: RunDir, model_path: str, env: dict[str, str]) -> list[str]:
-    """Where this run's files are, the resolved model, and a local Ray with one fake GPU (the CPU platform)."""
+def run_overrides(config: TrainingConfig, run_dir: RunDir, model_path: str, env: dict[str, str]) -> list[str]:
+    """Where this run's files are, the resolved model, and Ray: an existing cluster at
+    `resources.ray_address`, else a local one (on a CPU, with one stand-in GPU for verl's resource pool)."""
     parquet = run_dir.path / "verl" / "train.parquet"
     env_vars = ",".join(f"{key}:'{value}'" for key, value in env.items())
-    return [
+    overrides = [
         f"data.train_files={parquet}",
         f"data.val_files={parquet}",
         f"actor_rollout_ref.model.path={model_path}",
@@ -97,20 +132,19 @@ def run_overrides(run_dir: RunDir, model_path: str, env: dict[str, str]) -> list
         f"errors_path:'{_reward_errors_file(run_dir)}'}}",
         f"trainer.default_local_dir={run_dir.checkpoints_dir}",
         f"trainer.resume_mode={'auto' if run_dir.latest_checkpoint() else 'disable'}",
-        "ray_kwargs.ray_init.num_cpus=16",
-        "+ray_kwargs.ray_init.num_gpus=1",
-        "+ray_kwargs.ray_init.include_dashboard=false",
-        "+ray_kwargs.ray_init.log_to_driver=false",
         f"+ray_kwargs.ray_init.runtime_env.env_vars={{{env_vars}}}",
     ]
+    if config.resources.ray_address is not None:
+        return overrides + [f"+ray_kwargs.ray_init.address='{config.resources.ray_address}'"]
+    overrides += ["+ray_kwargs.ray_init.include_dashboard=false", "+ray_kwargs.ray_init.log_to_driver=false"]
+    if config.resources.gpus_per_node == 0:
+        overrides += ["ray_kwargs.ray_init.num_cpus=16", "+ray_kwargs.ray_init.num_gpus=1"]
+    return overrides
 
 
-def _environment(run_dir: RunDir) -> dict[str, str]:
+def _environment(run_dir: RunDir, cpu: bool) -> dict[str, str]:
     paths = [os.getcwd(), *[p for p in sys.path if p and "site-packages" not in p]]
     env = {
-        "VERL_PLATFORM": "cpu",
-        "VERL_USE_EXTERNAL_MODULES": CPU_PLUGIN,
-        "VERL_ENGINE_DEVICE": "cuda",  # the FSDP engine is registered under "cuda"; the platform makes it CPU
         "VERL_FILE_LOGGER_PATH": str(run_dir.path / "verl" / "metrics.raw.jsonl"),
         "VERL_LOGGING_LEVEL": "WARN",
         "TOKENIZERS_PARALLELISM": "false",
@@ -119,6 +153,12 @@ def _environment(run_dir: RunDir) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths + os.environ.get("PYTHONPATH", "").split(os.pathsep))),
         "RETRAIN_CACHE": os.environ.get("RETRAIN_CACHE", ""),
     }
+    if cpu:
+        env |= {
+            "VERL_PLATFORM": "cpu",
+            "VERL_USE_EXTERNAL_MODULES": CPU_PLUGIN,
+            "VERL_ENGINE_DEVICE": "cuda",  # the FSDP engine is registered under "cuda"; the platform makes it CPU
+        }
     return {key: value for key, value in env.items() if value}
 
 
@@ -203,15 +243,24 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     if raw_metrics.exists():  # verl's file logger truncates it on every start: keep the earlier run's lines
         raw_metrics.replace(raw_metrics.with_name(f"metrics.raw.until-step-{first_step}.jsonl"))
     write_parquet(load_rows(config.data), run_dir.path / "verl" / "train.parquet")
-    env = _environment(run_dir)
+    cpu = config.resources.gpus_per_node == 0
+    if not cpu and config.resources.ray_address is None and importlib.util.find_spec("vllm") is None:
+        raise BackendError(
+            "verl on GPUs rolls out with vLLM, which is not installed: `pip install 'retrain[verl-gpu]'` "
+            "(see docs/backends.md), or set resources.gpus_per_node: 0 to run on the CPU"
+        )
+    if config.resources.ray_address is not None:
+        _check_reachable(config.resources.ray_address)
+    env = _environment(run_dir, cpu)
     os.environ.update(env)
-    # verl is already imported in this process (validation composed its config), so the plugin that
-    # VERL_USE_EXTERNAL_MODULES loads in Ray's workers is imported here by hand.
-    importlib.import_module(CPU_PLUGIN)
+    if cpu:
+        # verl is already imported in this process (validation composed its config), so the plugin that
+        # VERL_USE_EXTERNAL_MODULES loads in Ray's workers is imported here by hand.
+        importlib.import_module(CPU_PLUGIN)
     overrides = (
         algorithm_overrides(config)
         + machine_overrides(config)
-        + run_overrides(run_dir, resolve_model(config.model.name), env)
+        + run_overrides(config, run_dir, resolve_model(config.model.name), env)
         + backend_option_overrides(config)
     )
     composed = compose(overrides)
@@ -233,13 +282,21 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     except Exception as exc:
         if errors := _new_reward_errors(run_dir, errors_seen):
             raise RewardError(errors[0]) from exc  # the cause, not verl's "no materializable trajectories"
+        if config.resources.ray_address is not None and _is_auth_failure(exc):
+            raise BackendError(
+                f"the Ray cluster at '{config.resources.ray_address}' refused this run's token; with an explicit "
+                "address Ray sends one only when RAY_AUTH_MODE=token is set, with the cluster's token in "
+                "RAY_AUTH_TOKEN or ~/.ray/auth_token (https://docs.ray.io/en/latest/ray-security/token-auth.html)"
+            ) from exc
         raise
     finally:
         watcher.stop_event.set()
         watcher.join(timeout=30)
         progress.stop()
         if ray.is_initialized():
-            ray.shutdown()  # stops the local Ray this run started, and every actor in it
+            # A local Ray this run started stops with every actor in it; on a cluster given by
+            # resources.ray_address this disconnects, which ends this run's actors and nothing else.
+            ray.shutdown()
     last_checkpoint = run_dir.latest_checkpoint()
     final_model = None
     if last_checkpoint is not None and RunDir.checkpoint_step(last_checkpoint) == watcher.last_step:
@@ -247,6 +304,30 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     return TrainResult(
         steps_completed=watcher.last_step, final_model_dir=final_model, last_checkpoint=last_checkpoint
     )
+
+
+def _check_reachable(address: str) -> None:
+    """Ray retries an unreachable cluster for minutes; a typo in the address should cost seconds."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise BackendError(
+            f"no Ray cluster answers at resources.ray_address '{address}' ({exc.strerror or exc}); start one "
+            "with `ray start --head` and use the address it prints, or remove ray_address for a local Ray"
+        ) from None
+
+
+def _is_auth_failure(exc: BaseException | None) -> bool:
+    from ray.exceptions import AuthenticationError
+
+    while exc is not None:
+        if isinstance(exc, AuthenticationError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _reward_errors_file(run_dir: RunDir) -> Path:

@@ -94,3 +94,63 @@ def test_verl_rejects_what_it_cannot_run_here_at_validation():
                                   "algorithm": {"kl_coef": 0.1, "reward_scaling": "batch"}})
     fields = {issue.field for issue in info.value.issues}
     assert fields == {"algorithm.kl_coef", "algorithm.reward_scaling"}
+
+
+def test_gpus_get_verls_vllm_rollout_and_micro_batches_that_divide_the_batch():
+    """The GPU path composes and passes verl's validate_config (run for real only with the gpu mark)."""
+    from retrain.backends.verl import backend
+
+    source = config(backend="verl", algorithm={"prompts_per_step": 6, "group_size": 8},
+                    resources={"gpus_per_node": 4}, model={"name": "retrain:tiny", "dtype": "float16"})
+    composed = backend.translate(source).settings["composed"]
+    rollout, actor = composed["actor_rollout_ref"]["rollout"], composed["actor_rollout_ref"]["actor"]
+    assert (rollout["name"], rollout["dtype"]) == ("vllm", "float16")
+    assert actor["fsdp_config"]["mixed_precision"]["param_dtype"] == "fp16"
+    assert actor["ppo_micro_batch_size_per_gpu"] == 12  # 48 completions / 4 GPUs, largest divisor <= 16
+    assert composed["trainer"]["n_gpus_per_node"] == 4 and composed["trainer"]["device"] == "cuda"
+
+
+def test_cpu_gets_the_hf_rollout_in_float32():
+    from retrain.backends.verl import backend
+
+    composed = backend.translate(config(backend="verl")).settings["composed"]
+    assert composed["actor_rollout_ref"]["rollout"]["name"] == "hf"
+    assert composed["actor_rollout_ref"]["actor"]["fsdp_config"]["mixed_precision"]["param_dtype"] == "fp32"
+    assert composed["trainer"]["device"] == "cpu"
+
+
+def test_ray_address_connects_instead_of_starting_a_local_ray(tmp_path):
+    from retrain.backends.verl.launch import run_overrides
+    from retrain.core.run_dir import RunDir
+
+    run_dir = RunDir.create(tmp_path, "r")
+    on_cluster = run_overrides(config(backend="verl", resources={"ray_address": "10.0.0.1:6379"}), run_dir, "/m", {})
+    assert "+ray_kwargs.ray_init.address='10.0.0.1:6379'" in on_cluster
+    assert not [o for o in on_cluster if "num_cpus" in o or "num_gpus" in o]
+    local = run_overrides(config(), run_dir, "/m", {})
+    assert "+ray_kwargs.ray_init.num_gpus=1" in local and not [o for o in local if ".address=" in o]
+
+
+@pytest.mark.parametrize(("sections", "field", "words"), [
+    ({"resources": {"nodes": 2, "gpus_per_node": 8}}, "resources.nodes", "ray_address"),
+    ({"resources": {"gpus_per_node": 3}, "algorithm": {"prompts_per_step": 1, "group_size": 4}},
+     "algorithm.prompts_per_step", "multiple of 3"),
+    ({"model": {"name": "retrain:tiny", "dtype": "bfloat16"}}, "model.dtype", "float32"),
+    ({"algorithm": {"kl_coef": 0.1}}, "algorithm.kl_coef", "model.lora"),
+])
+def test_verl_rejects_what_the_machine_cannot_run(sections, field, words):
+    from retrain.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_data({"backend": "verl", "model": {"name": "retrain:tiny"}, "example_prompts": ["p"],
+                                  **sections})
+    (issue,) = info.value.issues
+    assert issue.field == field and words in issue.message
+
+
+def test_trl_rejects_a_ray_address():
+    from retrain.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="resources.ray_address"):
+        TrainingConfig.from_data({"backend": "trl", "model_to_train": "retrain:tiny", "example_prompts": ["p"],
+                                  "resources": {"ray_address": "auto"}})
