@@ -88,6 +88,9 @@ def translate(config: ConfigPath, backend: BackendOption = None, model: ModelOpt
 
 
 def main() -> None:
+    # Like `python -m`: 'module:function' paths in a config import from the current directory.
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
     try:
         app()
     except RetrainError as exc:  # anything a command did not catch still reads as a message

@@ -113,6 +113,11 @@ def check_capabilities(config: TrainingConfig, capabilities: Capabilities, backe
         issues.append(ConfigIssue(
             "resources.nodes", None, f"backend '{backend}' runs on one node; set nodes: 1"
         ))
+    if config.environment is not None and config.environment.type != "single_turn" and not capabilities.environments:
+        issues.append(ConfigIssue(
+            "environment", None,
+            f"backend '{backend}' does not run multi-step environments yet; use `backend: trl` or remove `environment`",
+        ))
     if config.resources.ray_address is not None and not capabilities.ray_cluster:
         issues.append(ConfigIssue(
             "resources.ray_address", None,

@@ -9,13 +9,14 @@ the file and line, and what is expected. The flat "conceptual" keys (`model_to_t
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrain.core.errors import ConfigError, ConfigIssue
-from retrain.core.registry import check_backend_name, load_backend, resolve_function
+from retrain.core.registry import check_backend_name, import_attribute, load_backend, resolve_function
 from retrain.core.yaml_source import KeyPath, load_yaml_with_lines, parse_yaml_text
 
 # Flat keys of the conceptual config, and where they live in the structured schema.
@@ -279,6 +280,62 @@ class TrainingConfigSection(_Strict):
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory in the backward pass.")
 
 
+class MCPServerSpec(_Strict):
+    """An MCP server started over stdio for the run (and stopped when it ends)."""
+
+    name: str = Field(description="Name of the server (in logs and errors).")
+    command: str = Field(description="The executable, e.g. 'python' or 'npx'.")
+    args: list[str] = Field(default_factory=list, description="Its arguments.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables for the server. Only these and a few safe ones (PATH, HOME, USER, ...) "
+        "reach it: the parent's secrets are not passed unless listed here.",
+    )
+    cwd: str | None = Field(None, description="Working directory of the server process.")
+
+
+class EnvironmentConfig(_Strict):
+    """A multi-step environment: the model may call tools and take several turns."""
+
+    type: str = Field(
+        "tools",
+        description="'single_turn', 'tools' (Python functions and/or MCP servers' tools), 'mcp' (the same, with "
+        "mcp_servers required), or 'module:Class' for your own Environment / MultiTurnEnv.",
+    )
+    tools: list[str] = Field(
+        default_factory=list, description="Tool functions: a built-in name ('calculator') or 'module:function'."
+    )
+    mcp_servers: list[MCPServerSpec] = Field(default_factory=list, description="MCP servers whose tools to offer.")
+    max_turns: int = Field(4, gt=0, description="Most model turns per episode.")
+    tool_timeout_seconds: float = Field(10.0, gt=0, description="Time limit of one tool call.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for a 'module:Class' type.")
+
+    @field_validator("tools")
+    @classmethod
+    def _tools_exist(cls, tools: list[str]) -> list[str]:
+        from retrain.environments.tools import load_tool
+
+        for tool in tools:
+            load_tool(tool)
+        return tools
+
+    @model_validator(mode="after")
+    def _type_fits(self) -> EnvironmentConfig:
+        if self.type == "mcp" and not self.mcp_servers:
+            raise ValueError("type 'mcp' needs at least one entry in mcp_servers")
+        if self.mcp_servers and importlib.util.find_spec("mcp") is None:
+            raise ValueError("mcp_servers need the MCP SDK: pip install 'retrain[mcp]'")
+        if self.type == "tools" and not (self.tools or self.mcp_servers):
+            raise ValueError("type 'tools' needs `tools` (Python functions) or `mcp_servers`")
+        if self.type not in ("single_turn", "tools", "mcp"):
+            if ":" not in self.type:
+                raise ValueError(
+                    f"unknown environment type '{self.type}'; use 'single_turn', 'tools', 'mcp' or 'module:Class'"
+                )
+            import_attribute(self.type, what="environment")
+        return self
+
+
 class ResourcesConfig(_Strict):
     """Hardware the run may use. Scale-out is done by the backend's own engine."""
 
@@ -305,8 +362,8 @@ class TrainingConfig(_Strict):
     data: DataConfig = Field(description="The prompts (`example_prompts` is a shorthand for inline prompts).")
     verifiers: list[VerifierSpec] = Field(default_factory=list, description="Pass/fail checks that gate reward.")
     rewards: RewardsConfig = Field(default_factory=RewardsConfig, description="Rewards and constraints.")
-    environment: dict[str, Any] | None = Field(
-        None, description="Multi-step environment with tools (not yet available: see the environments issue)."
+    environment: EnvironmentConfig | None = Field(
+        None, description="A multi-step environment with tools; unset: the model answers each prompt once."
     )
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="GRPO options.")
     training: TrainingConfigSection = Field(default_factory=TrainingConfigSection, description="Outputs.")
@@ -354,15 +411,6 @@ class TrainingConfig(_Strict):
         check_backend_name(backend)
         return backend
 
-    @field_validator("environment")
-    @classmethod
-    def _environment_not_yet(cls, environment: dict[str, Any] | None) -> dict[str, Any] | None:
-        if environment is not None:
-            raise ValueError(
-                "environments (multi-step rollouts with tools) are not available in this version of retrain; "
-                "remove the `environment` section to train single-turn"
-            )
-        return environment
 
     @model_validator(mode="after")
     def _names_unique(self) -> TrainingConfig:

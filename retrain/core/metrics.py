@@ -33,7 +33,31 @@ OPTIONAL_KEYS = (
     "peak_memory_gb",
     "elapsed_seconds",
 )
-COMPONENT_PREFIXES = ("rewards/", "verifiers/", "constraints/", "errors/")
+COMPONENT_PREFIXES = ("rewards/", "verifiers/", "constraints/", "errors/", "env/")
+
+
+def episode_metrics(episodes: list[Any]) -> dict[str, float]:
+    """Neutral environment metrics of a step's episodes (`EpisodeStats`): `env/turns/mean`,
+    `env/tool_calls/mean`, `env/tool_error_rate` (failed calls / calls), `env/truncated_rate`,
+    `env/tools/<name>/calls` and `env/tool_errors/<kind>` (totals over the step)."""
+    episodes = [e for e in episodes if e is not None]
+    if not episodes:
+        return {}
+    calls = sum(e.tool_calls for e in episodes)
+    record: dict[str, float] = {
+        "env/turns/mean": sum(e.turns for e in episodes) / len(episodes),
+        "env/tool_calls/mean": calls / len(episodes),
+        "env/tool_error_rate": sum(e.tool_errors for e in episodes) / calls if calls else 0.0,
+        "env/truncated_rate": sum(e.truncated for e in episodes) / len(episodes),
+    }
+    for key, attribute in (("tools", "calls_per_tool"), ("tool_errors", "errors_per_kind")):
+        totals: dict[str, int] = {}
+        for episode in episodes:
+            for name, count in getattr(episode, attribute).items():
+                totals[name] = totals.get(name, 0) + count
+        record.update({f"env/{key}/{name}" + ("/calls" if key == "tools" else ""): float(count)
+                       for name, count in sorted(totals.items())})
+    return record
 
 
 def _clean(value: Any) -> Any:

@@ -32,6 +32,18 @@ class Message:
 
 
 @dataclass
+class EpisodeStats:
+    """What happened in a multi-step episode: model turns, tool calls and their failures."""
+
+    turns: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+    calls_per_tool: dict[str, int] = field(default_factory=dict)
+    errors_per_kind: dict[str, int] = field(default_factory=dict)  # unknown_tool, bad_arguments, raised, ...
+    truncated: bool = False  # the episode hit max_completion_tokens (or max_turns while still calling tools)
+
+
+@dataclass
 class Rollout:
     """One prompt and the model's completion, with the tokens a backend trained on.
 
@@ -46,6 +58,7 @@ class Rollout:
     trainable_mask: list[int] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     rollout_id: str = ""
+    episode: EpisodeStats | None = None
 
     @property
     def prompt(self) -> str:
@@ -55,8 +68,13 @@ class Rollout:
 
     @property
     def completion(self) -> str:
-        """The model's own words (assistant messages only), joined."""
+        """The model's own words (assistant messages only), joined: tool output is not in it."""
         return "\n".join(m.content for m in self.completion_messages if m.role == "assistant")
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        """Every tool call the model made in the episode, in order."""
+        return [call for m in self.completion_messages if m.role == "assistant" for call in m.tool_calls]
 
     @property
     def messages(self) -> list[dict[str, Any]]:

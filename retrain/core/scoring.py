@@ -80,6 +80,7 @@ def _injected_arguments(function: ScoringFunction, params: dict[str, Any], rollo
         "prompt": rollout.prompt,
         "completion": rollout.completion,
         "messages": rollout.messages,
+        "tool_calls": rollout.tool_calls,
         "rollout": rollout,
         "metadata": rollout.metadata,
         "answer": rollout.metadata.get("answer"),

@@ -128,16 +128,6 @@ def test_import_path_that_does_not_exist_is_named(write_config):
     assert error.issues[0].line == 5
 
 
-def test_environment_is_rejected_until_environments_exist(write_config):
-    error = _error(write_config, """\
-        model_to_train: retrain:tiny
-        example_prompts: ["hi"]
-        environment: {type: tools}
-        """)
-    assert error.issues[0].field == "environment"
-    assert "not available" in error.issues[0].message
-
-
 def test_unknown_backend_lists_the_available_ones(write_config):
     error = _error(write_config, "backend: trll\nmodel_to_train: retrain:tiny\nexample_prompts: [a]\n")
     assert "did you mean 'trl'" in error.issues[0].message
@@ -192,3 +182,37 @@ def test_an_unbounded_constraint_under_the_floor_gate_names_its_line(write_confi
     (issue,) = error.issues
     assert (issue.field, issue.line) == ("rewards.constraints[0]", 6)
     assert "gate: penalty" in issue.message
+
+
+def test_environment_errors_name_the_field_and_the_fix(write_config):
+    error = _error(write_config, """\
+        model_to_train: retrain:tiny
+        example_prompts: ["hi"]
+        environment:
+          type: tools
+          tools: [calculater]
+        """)
+    assert error.issues[0].field == "environment.tools" and "did you mean 'calculator'" in error.issues[0].message
+    assert error.issues[0].line == 5
+    error = _error(write_config, """\
+        model_to_train: retrain:tiny
+        example_prompts: ["hi"]
+        environment: {type: tools}
+        """)
+    assert error.issues[0].field == "environment" and "needs `tools`" in error.issues[0].message
+    error = _error(write_config, """\
+        backend: verl
+        model_to_train: retrain:tiny
+        example_prompts: ["hi"]
+        environment: {tools: [calculator]}
+        """)
+    assert error.issues[0].field == "environment" and "backend 'verl' does not run" in error.issues[0].message
+
+
+def test_an_environment_config_validates():
+    config = TrainingConfig.from_data({
+        "model_to_train": "retrain:tiny", "example_prompts": ["hi"],
+        "environment": {"tools": ["calculator"], "mcp_servers": [{"name": "m", "command": "python", "args": ["s.py"],
+                                                                  "env": {"TOKEN": "x"}}], "max_turns": 3},
+    })
+    assert config.environment.max_turns == 3 and config.environment.mcp_servers[0].env == {"TOKEN": "x"}

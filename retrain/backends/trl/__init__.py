@@ -22,7 +22,7 @@ class TRLBackend:
         loss_aggregations=frozenset({"grpo", "dr_grpo", "dapo"}),
         reward_scalings=frozenset({"group", "batch", "none"}),
         lora=True,
-        environments=False,
+        environments=True,
         # Multi-node TRL runs through `accelerate launch`, which retrain does not generate yet.
         multi_node=False,
         cpu=True,

@@ -74,7 +74,8 @@ class NeutralMetricsCallback(TrainerCallback):
             if trl_name in logs:
                 record[neutral] = logs[trl_name]
         for key, value in logs.items():
-            if key.startswith(COMPONENT_PREFIXES) and key.split("/")[1] in self.component_names:
+            component = key.startswith(COMPONENT_PREFIXES) and key.split("/")[1] in self.component_names
+            if component or key.startswith("env/"):
                 record[key] = value
         record["step_seconds"] = self._seconds_since_log / steps
         tokens = logs.get("num_tokens")

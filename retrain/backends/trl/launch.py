@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from retrain.backends.trl.callbacks import NeutralMetricsCallback
+from retrain.backends.trl.environment import EpisodeRollouts, tag_rows
 from retrain.backends.trl.rewards import ScorerRewardFunction
 from retrain.backends.trl.translate import detect_hardware, grpo_config_kwargs, peft_kwargs
 from retrain.core.backend import TrainResult
@@ -31,8 +32,11 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*clean_up_tokenization_spaces.*")
 
 
-def build_trainer(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter):  # type: ignore[no-untyped-def]
-    """The GRPOTrainer retrain runs (exposed for tests and the overhead benchmark)."""
+def build_trainer(  # type: ignore[no-untyped-def]
+    config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter, generate_batch=None
+):
+    """The GRPOTrainer retrain runs (exposed for tests and the overhead benchmark). `generate_batch`
+    replaces the model's sampling in environment episodes (tests only: a scripted policy)."""
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -62,18 +66,29 @@ def build_trainer(config: TrainingConfig, run_dir: RunDir, progress: ProgressRep
         from peft import LoraConfig
 
         peft_config = LoraConfig(**lora)
+    rows = load_rows(config.data)
+    episodes = None
+    if config.environment is not None:
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental" in TRL 1.16
+        rows = tag_rows(rows)
+        options = {"generate_batch": generate_batch} if generate_batch else {}
+        episodes = EpisodeRollouts(config, rows, tokenizer, **options)
     try:
         trainer = GRPOTrainer(
             model=model_path,
             reward_funcs=[reward_function],  # type: ignore[list-item]  # TRL awaits async callables; its hint omits them
             args=args,
-            train_dataset=Dataset.from_list(load_rows(config.data)),
+            train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer,
             callbacks=[NeutralMetricsCallback(run_dir, progress, component_names)],
             peft_config=peft_config,
+            rollout_func=episodes,
         )
     except OSError as exc:
+        if episodes is not None:
+            episodes.close()
         raise ModelError(f"cannot load model '{config.model.name}': {exc}") from None
+    trainer.retrain_episodes = episodes  # type: ignore[attr-defined]  # closed by `train` (MCP servers, the episode loop)
     # With tqdm off, transformers prints every log dict; the progress reporter replaces it.
     trainer.remove_callback(PrinterCallback)
     return trainer
@@ -96,6 +111,8 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     finally:
         if not interrupted:
             progress.stop()
+        if trainer.retrain_episodes is not None:
+            trainer.retrain_episodes.close()  # stops MCP servers and the episode loop, also on failure
     trainer.save_model(str(run_dir.model_dir))
     trainer.processing_class.save_pretrained(str(run_dir.model_dir))
     return TrainResult(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from retrain.backends.trl.environment import EPISODE_FIELD, completion_from_record
+from retrain.core.metrics import episode_metrics
 from retrain.core.rollout import Message, Rollout
 from retrain.core.run_dir import RunDir
 from retrain.core.scoring import Scorer
 
-_RESERVED = {"trainer_state", "log_metric", "log_extra", "environments"}
+_RESERVED = {"trainer_state", "log_metric", "log_extra", "environments", EPISODE_FIELD}
 
 
 def _as_messages(value: Any, default_role: str) -> list[Message]:
@@ -24,18 +26,27 @@ def _as_messages(value: Any, default_role: str) -> list[Message]:
 
 def rollouts_from_trl(
     prompts: list[Any], completions: list[Any], completion_ids: list[list[int]] | None, columns: dict[str, list[Any]],
-    step: int,
+    step: int, episodes: list[dict[str, Any]] | None = None,
 ) -> list[Rollout]:
+    """What TRL passes a reward function, as Rollouts. With an environment, TRL's `completions`
+    are the decoded tokens of the whole episode (tool output included), so the episode's own
+    messages are used instead: rewards read the model's words apart from the tools'."""
     rollouts = []
     for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
         token_ids = list(completion_ids[i]) if completion_ids is not None else []
+        episode = None
+        if episodes is not None:
+            completion_messages, episode = completion_from_record(episodes[i])
+        else:
+            completion_messages = _as_messages(completion, "assistant")
         rollouts.append(Rollout(
             prompt_messages=_as_messages(prompt, "user"),
-            completion_messages=_as_messages(completion, "assistant"),
+            completion_messages=completion_messages,
             completion_token_ids=token_ids,
-            trainable_mask=[1] * len(token_ids),
+            trainable_mask=[1] * len(token_ids) if episodes is None else [],
             metadata={key: values[i] for key, values in columns.items()},
             rollout_id=f"step{step}-{i}",
+            episode=episode,
         ))
     return rollouts
 
@@ -62,16 +73,19 @@ class ScorerRewardFunction:
     ) -> list[float]:
         step = (trainer_state.global_step + 1) if trainer_state is not None else 0
         columns = {k: v for k, v in kwargs.items() if k not in _RESERVED}
-        rollouts = rollouts_from_trl(prompts, completions, completion_ids, columns, step)
+        rollouts = rollouts_from_trl(prompts, completions, completion_ids, columns, step, kwargs.get(EPISODE_FIELD))
         breakdowns = await self.scorer.score(rollouts)
         if log_metric is not None:
             for name, value in self.scorer.summarize(breakdowns).items():
                 if not name.startswith("reward/"):  # TRL's own `reward`/`reward_std` cover the total
                     log_metric(name, value)
+            for name, value in episode_metrics([r.episode for r in rollouts]).items():
+                log_metric(name, value)
         main_process = trainer_state is None or getattr(trainer_state, "is_world_process_zero", True)
         if self.run_dir is not None and main_process and self.samples_per_step and step % self.log_every == 0:
             self.run_dir.write_samples(step, [
-                {"prompt": r.prompt, "completion": r.completion, "breakdown": b.to_dict()}
+                {"prompt": r.prompt, "completion": r.completion, "breakdown": b.to_dict(),
+                 **({"messages": [m.to_dict() for m in r.completion_messages]} if r.episode else {})}
                 for r, b in list(zip(rollouts, breakdowns, strict=True))[: self.samples_per_step]
             ])
         return [b.total for b in breakdowns]

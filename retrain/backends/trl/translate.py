@@ -71,6 +71,11 @@ def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
             f"{world} processes; make it a multiple of {world}",
         ))
     options = config.backend_options.get("trl", {})
+    if config.environment is not None and options.get("use_vllm"):
+        issues.append(ConfigIssue(
+            "backend_options.trl.use_vllm", None,
+            "environments on TRL generate with transformers in this version; remove use_vllm or the environment",
+        ))
     if options:
         from trl import GRPOConfig
 

@@ -1,0 +1,113 @@
+"""Built-in environments and the factory that builds a run's environment from its config.
+
+- `single_turn`: the model answers once (what a run without `environment:` does).
+- `tools`: the model may call tools (Python functions and/or MCP servers' tools) for up to
+  `max_turns` turns; an answer without a tool call ends the episode.
+- `module:Class`: your own environment (an `Environment` or a `MultiTurnEnv` subclass), built
+  with `environment.params` as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from retrain.core.environment import Environment, StepResult, opening_messages
+from retrain.core.registry import import_attribute
+from retrain.core.rollout import Message
+from retrain.environments.parsing import parse_tool_calls
+from retrain.environments.tools import Tool, ToolOutcome, load_tool, run_tool_call
+
+if TYPE_CHECKING:
+    from retrain.core.config import EnvironmentConfig
+    from retrain.environments.mcp import MCPToolbox
+
+
+class SingleTurnEnvironment:
+    """The model answers once."""
+
+    tools: list[Tool] = []
+
+    async def reset(self, row: dict[str, Any]) -> list[Message]:
+        return opening_messages(row)
+
+    async def step(self, action: Message) -> StepResult:
+        return StepResult([], done=True)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class ToolEnvironment:
+    """The model calls tools by writing `<tool_call>` JSON; each call's result (or its error)
+    comes back as a tool message. A turn without a call ends the episode."""
+
+    def __init__(self, tools: list[Tool], tool_timeout_seconds: float = 10.0):
+        self.tools = tools
+        self._by_name = {tool.name: tool for tool in tools}
+        self.timeout = tool_timeout_seconds
+
+    async def reset(self, row: dict[str, Any]) -> list[Message]:
+        return opening_messages(row)
+
+    async def step(self, action: Message) -> StepResult:
+        calls, errors = parse_tool_calls(action.content)
+        action.tool_calls = calls
+        if not calls and not errors:
+            return StepResult([], done=True)
+        outcomes: list[ToolOutcome] = list(
+            await asyncio.gather(*(run_tool_call(self._by_name, call, self.timeout) for call in calls))
+        )
+        outcomes += [ToolOutcome("<malformed>", f"Error: {error}", "malformed") for error in errors]
+        observation = [Message("tool", outcome.content) for outcome in outcomes]
+        return StepResult(observation, done=False, info={"tool_outcomes": outcomes})
+
+    async def close(self) -> None:
+        """Tools are shared by the run's episodes; the factory releases them."""
+
+
+class EnvironmentFactory:
+    """Builds one environment per episode; holds what episodes share (tools, MCP servers).
+    `start` (in the event loop that runs the episodes) before the first, `close` after the last."""
+
+    def __init__(self, config: EnvironmentConfig | None):
+        self.config = config
+        self.python_tools = [load_tool(reference) for reference in (config.tools if config else [])]
+        self.toolbox: MCPToolbox | None = None
+        self.tools: list[Tool] = list(self.python_tools)
+
+    @property
+    def kind(self) -> str:
+        return self.config.type if self.config else "single_turn"
+
+    @property
+    def max_turns(self) -> int:
+        return self.config.max_turns if self.config and self.kind != "single_turn" else 1
+
+    async def start(self) -> None:
+        if self.config and self.config.mcp_servers and self.toolbox is None:
+            from retrain.environments.mcp import MCPToolbox
+
+            self.toolbox = MCPToolbox(self.config.mcp_servers)
+            await self.toolbox.start()
+            names = {tool.name for tool in self.python_tools}
+            clashes = names & {tool.name for tool in self.toolbox.tools}
+            if clashes:
+                await self.toolbox.close()
+                raise ValueError(f"tools named {sorted(clashes)} come from both environment.tools and an MCP server")
+            self.tools = self.python_tools + self.toolbox.tools
+
+    def new(self) -> Environment:
+        config = self.config
+        if config is None or config.type == "single_turn":
+            return SingleTurnEnvironment()
+        if config.type in ("tools", "mcp"):
+            return ToolEnvironment(self.tools, config.tool_timeout_seconds)
+        environment_class = import_attribute(config.type, what="environment")
+        environment: Environment = environment_class(**config.params)
+        return environment
+
+    async def close(self) -> None:
+        if self.toolbox is not None:
+            await self.toolbox.close()
+            self.toolbox = None
