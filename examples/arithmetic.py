@@ -21,3 +21,9 @@ def correct_answer(messages: list[dict], answer: float) -> bool:
 def used_the_calculator(tool_calls: list) -> float:
     """1 if the model called the calculator at least once in the episode."""
     return 1.0 if any(call.name == "calculator" for call in tool_calls) else 0.0
+
+
+@reward(bounds=(0.0, 1.0))
+def used_a_tool(tool_calls: list) -> float:
+    """1 if the model called any tool in the episode."""
+    return 1.0 if tool_calls else 0.0

@@ -284,7 +284,9 @@ class MCPServerSpec(_Strict):
     """An MCP server started over stdio for the run (and stopped when it ends)."""
 
     name: str = Field(description="Name of the server (in logs and errors).")
-    command: str = Field(description="The executable, e.g. 'python' or 'npx'.")
+    command: str = Field(
+        description="The executable, e.g. 'npx', or 'python' (the interpreter retrain runs in, not the first on PATH)."
+    )
     args: list[str] = Field(default_factory=list, description="Its arguments.")
     env: dict[str, str] = Field(
         default_factory=dict,

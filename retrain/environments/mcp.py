@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,9 @@ class MCPToolbox:
         from mcp import ClientSession, StdioServerParameters
         from mcp.client.stdio import stdio_client
 
-        parameters = StdioServerParameters(command=spec.command, args=spec.args, env=spec.env or None, cwd=spec.cwd)
+        # "python" means the interpreter retrain runs in (its venv has the SDK), not whichever is first on PATH.
+        command = sys.executable if spec.command in ("python", "python3") else spec.command
+        parameters = StdioServerParameters(command=command, args=spec.args, env=spec.env or None, cwd=spec.cwd)
         try:
             with self._log(spec).open("a") as errlog:
                 transport = stdio_client(parameters, errlog=errlog)

@@ -22,7 +22,9 @@ import re
 import types
 import typing
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache, partial
 from typing import Any, Literal, get_args, get_origin
 
 from retrain.core.registry import import_attribute
@@ -87,6 +89,13 @@ def _docstring_parts(doc: str) -> tuple[str, dict[str, str]]:
     return description, params
 
 
+@cache
+def _sync_tool_pool() -> ThreadPoolExecutor:
+    """Sync tools (HTTP clients, subprocesses, sleeps) wait in threads; asyncio's default pool has
+    only cpu + 4 of them, which would serialise a batch of episodes on a small machine."""
+    return ThreadPoolExecutor(max_workers=64, thread_name_prefix="retrain-tool")
+
+
 def tool_from_function(function: Callable[..., Any], name: str | None = None) -> Tool:
     """A Tool from a Python function: schema from its signature, type hints and docstring."""
     signature = inspect.signature(function)
@@ -113,7 +122,7 @@ def tool_from_function(function: Callable[..., Any], name: str | None = None) ->
             raise ToolArgumentError(tool_name, sorted(unexpected), missing, sorted(accepted))
         if inspect.iscoroutinefunction(function):
             return await function(**arguments)
-        return await asyncio.to_thread(function, **arguments)
+        return await asyncio.get_running_loop().run_in_executor(_sync_tool_pool(), partial(function, **arguments))
 
     parameters = {"type": "object", "properties": properties, "required": required}
     return Tool(tool_name, description or f"The {tool_name} tool.", parameters, call)

@@ -90,3 +90,15 @@ def test_the_calculator_example_trains_on_trl_with_the_tiny_model(tmp_path):
     assert all({"env/turns/mean", "env/tool_calls/mean", "env/tool_error_rate"} <= set(r) for r in records)
     sample = json.loads((run_dir / "samples" / "step_000001.jsonl").read_text().splitlines()[0])
     assert sample["messages"][0]["role"] == "assistant"
+
+
+def test_the_mcp_example_trains_on_trl_and_stops_its_server(tmp_path, monkeypatch):
+    import psutil
+
+    monkeypatch.chdir(ROOT)  # the example's paths are relative to the repository root
+    summary = run_sync("examples/mcp_tools.yaml", model="retrain:tiny", max_steps=1, output_dir=tmp_path,
+                       console=QUIET)
+    assert summary["status"] == "completed"
+    assert "env/turns/mean" in metrics(Path(summary["run_dir"]))[0]
+    servers = [c for c in psutil.Process().children(recursive=True) if "mcp_server.py" in " ".join(c.cmdline())]
+    assert not servers, "the run left its MCP server running"
