@@ -56,6 +56,7 @@ class Rollout:
     prompt_token_ids: list[int] = field(default_factory=list)
     completion_token_ids: list[int] = field(default_factory=list)
     trainable_mask: list[int] = field(default_factory=list)
+    completion_logprobs: list[float] = field(default_factory=list)  # sampler's, when it gives them; 0.0 on env tokens
     metadata: dict[str, Any] = field(default_factory=dict)
     rollout_id: str = ""
     episode: EpisodeStats | None = None

@@ -14,14 +14,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from retrain.core.environment import Environment
-from retrain.core.rollout import EpisodeStats, Message, Rollout
+from retrain.core.rollout import EpisodeStats, Message, Rollout, ToolCall
 from retrain.environments.parsing import tools_system_prompt
 
-Generate = Callable[[list[int], int], Awaitable[list[int]]]  # (token ids so far, max new tokens) -> new ids
+# The field an episode's record travels in through a backend to the reward function.
+EPISODE_FIELD = "retrain_episode"
+
+
+@dataclass
+class Turn:
+    """A model turn as a sampler returns it: the new token ids, and their log-probs if it gives them."""
+
+    token_ids: list[int]
+    logprobs: list[float] | None = None
+
+
+# (token ids so far, max new tokens) -> the new ids (or a Turn, with log-probs)
+Generate = Callable[[list[int], int], Awaitable["list[int] | Turn"]]
 
 
 class ChatTokens(Protocol):
@@ -99,13 +112,20 @@ async def run_episode(
         prompt_ids = tokens.encode_prompt(opening, schemas)
         completion_ids: list[int] = []
         mask: list[int] = []
+        logprobs: list[float] = []
+        sampler_logprobs = False
         messages: list[Message] = []
         stats = EpisodeStats()
         while True:
             budget = limits.max_tokens - len(completion_ids)
-            new = (await generate(prompt_ids + completion_ids, budget))[:budget] if budget > 0 else []
+            turn = await generate(prompt_ids + completion_ids, budget) if budget > 0 else Turn([])
+            turn = turn if isinstance(turn, Turn) else Turn(list(turn))
+            new = turn.token_ids[:budget]
             completion_ids += new
             mask += [1] * len(new)
+            sampler_logprobs = sampler_logprobs or turn.logprobs is not None
+            given = list(turn.logprobs or [])[: len(new)]
+            logprobs += given + [0.0] * (len(new) - len(given))
             action = Message("assistant", tokens.decode(new))
             messages.append(action)
             stats.turns += 1
@@ -123,17 +143,19 @@ async def run_episode(
             messages += result.observation
             room = limits.max_tokens - len(completion_ids)
             if len(reply) >= room:  # no room left for the model to answer
-                completion_ids += reply[:room]
-                mask += [0] * min(len(reply), room)
+                reply = reply[:room]
                 stats.truncated = True
-                break
             completion_ids += reply
             mask += [0] * len(reply)
+            logprobs += [0.0] * len(reply)
+            if stats.truncated:
+                break
     finally:
         await environment.close()
     return Rollout(
         prompt_messages=opening, completion_messages=messages, prompt_token_ids=prompt_ids,
-        completion_token_ids=completion_ids, trainable_mask=mask, metadata=dict(row), rollout_id=rollout_id,
+        completion_token_ids=completion_ids, trainable_mask=mask,
+        completion_logprobs=logprobs if sampler_logprobs else [], metadata=dict(row), rollout_id=rollout_id,
         episode=stats,
     )
 
@@ -193,3 +215,20 @@ async def run_episodes(
         run_episode(new_environment(), row, generate, tokens, limits, rollout_id=f"episode{index}")
         for index, row in enumerate(rows)
     )))
+
+
+def episode_record(rollout: Rollout) -> dict[str, Any]:
+    """An episode's messages and stats as plain data, to travel through a backend to the rewards."""
+    return {"messages": [m.to_dict() for m in rollout.completion_messages],
+            "episode": asdict(rollout.episode) if rollout.episode else None}
+
+
+def completion_from_record(record: dict[str, Any]) -> tuple[list[Message], EpisodeStats | None]:
+    """The episode's messages (the model's turns with their tool calls, and the tool replies)."""
+    messages = [
+        Message(m["role"], m.get("content") or "",
+                [ToolCall(c["name"], c["arguments"], c.get("id")) for c in m.get("tool_calls") or []])
+        for m in record["messages"]
+    ]
+    episode = EpisodeStats(**record["episode"]) if record.get("episode") else None
+    return messages, episode

@@ -18,16 +18,21 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict
 from typing import Any, TypeVar
 
 from retrain.core.config import TrainingConfig
-from retrain.core.rollout import EpisodeStats, Message, Rollout, ToolCall
+from retrain.core.rollout import Rollout
 from retrain.environments import EnvironmentFactory
-from retrain.environments.episode import BatchedGenerator, EpisodeLimits, HFChatTokens, run_episodes
+from retrain.environments.episode import (
+    EPISODE_FIELD,
+    BatchedGenerator,
+    EpisodeLimits,
+    HFChatTokens,
+    episode_record,
+    run_episodes,
+)
 
 ROW_KEY = "retrain_row"
-EPISODE_FIELD = "retrain_episode"  # the per-row episode record TRL forwards to the reward function
 T = TypeVar("T")
 
 GenerateBatch = Callable[[list[list[int]], list[int]], list[list[int]]]
@@ -127,19 +132,3 @@ class EpisodeRollouts:
             self._loop.run(self.factory.close())
         finally:
             self._loop.stop()
-
-
-def episode_record(rollout: Rollout) -> dict[str, Any]:
-    return {"messages": [m.to_dict() for m in rollout.completion_messages],
-            "episode": asdict(rollout.episode) if rollout.episode else None}
-
-
-def completion_from_record(record: dict[str, Any]) -> tuple[list[Message], EpisodeStats | None]:
-    """The episode's messages (the model's turns with their tool calls, and the tool replies)."""
-    messages = [
-        Message(m["role"], m.get("content") or "",
-                [ToolCall(c["name"], c["arguments"], c.get("id")) for c in m.get("tool_calls") or []])
-        for m in record["messages"]
-    ]
-    episode = EpisodeStats(**record["episode"]) if record.get("episode") else None
-    return messages, episode

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrain.backends.trl.environment import EPISODE_FIELD, completion_from_record
 from retrain.core.metrics import episode_metrics
 from retrain.core.rollout import Message, Rollout
 from retrain.core.run_dir import RunDir
 from retrain.core.scoring import Scorer
+from retrain.environments.episode import EPISODE_FIELD, completion_from_record
 
 _RESERVED = {"trainer_state", "log_metric", "log_extra", "environments", EPISODE_FIELD}
 

@@ -24,7 +24,7 @@ class VerlBackend:
         loss_aggregations=frozenset({"grpo", "dr_grpo", "dapo"}),
         reward_scalings=frozenset({"group", "none"}),
         lora=True,
-        environments=False,
+        environments=True,
         multi_node=True,  # on a Ray cluster (resources.ray_address)
         ray_cluster=True,
         cpu=True,

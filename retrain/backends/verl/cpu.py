@@ -93,7 +93,9 @@ class HFServer:
         async with self.lock:                                      # one request at a time on 2 cores
             ids = torch.tensor([list(prompt_ids)])
             t = float(sampling_params.get("temperature", 1.0))
-            gen_kw = dict(max_new_tokens=self.config.response_length, eos_token_id=self.eos,
+            limit = self.config.response_length
+            budget = min(int(sampling_params.get("max_tokens") or limit), limit)  # an episode's turn asks for less
+            gen_kw = dict(max_new_tokens=budget, eos_token_id=self.eos,
                           pad_token_id=self.pad, return_dict_in_generate=True, output_scores=True)
             if t > 0:
                 gen_kw.update(do_sample=True, temperature=t, top_p=float(sampling_params.get("top_p", 1.0)),

@@ -26,8 +26,9 @@ from retrain.backends.verl.translate import algorithm_overrides, backend_option_
 from retrain.core.backend import TrainResult
 from retrain.core.config import TrainingConfig
 from retrain.core.errors import BackendError, RewardError, TrainingFailed
+from retrain.core.metrics import episode_metrics
 from retrain.core.progress import ProgressReporter
-from retrain.core.rollout import RewardBreakdown
+from retrain.core.rollout import EpisodeStats, RewardBreakdown
 from retrain.core.run_dir import RunDir
 from retrain.core.scoring import Scorer
 from retrain.data import load_rows
@@ -35,6 +36,13 @@ from retrain.models import resolve_model
 
 CPU_PLUGIN = "retrain.backends.verl.cpu"
 REWARD_ERRORS = "reward_errors.log"
+AGENT_NAME = "retrain_env"  # retrain's agent loop (environment.py), registered per run in agent_loops.yaml
+
+
+def agent_loops_yaml(config_path: str) -> str:
+    """The agent-loop registry file verl reads in each worker (`rollout.agent.agent_loop_config_path`)."""
+    target = "retrain.backends.verl.environment.RetrainAgentLoop"
+    return f"- name: {AGENT_NAME}\n  _target_: {target}\n  config_path: '{config_path}'\n"
 
 # verl log name -> neutral name.
 VERL_TO_NEUTRAL = {
@@ -56,7 +64,6 @@ def machine_overrides(config: TrainingConfig) -> list[str]:
     (Run-specific paths are added by `run_overrides`; `retrain translate` shows these.)"""
     overrides = [
         f"actor_rollout_ref.model.path={config.model.name}",
-        "data.max_prompt_length=512",
         "trainer.total_epochs=1000000",  # the run ends at algorithm.max_steps (total_training_steps)
         "reward.custom_reward_function.name=compute_score",
         "trainer.logger=[file]",
@@ -117,12 +124,16 @@ def _cpu_overrides(config: TrainingConfig) -> list[str]:
     return overrides
 
 
-def run_overrides(config: TrainingConfig, run_dir: RunDir, model_path: str, env: dict[str, str]) -> list[str]:
+def run_overrides(
+    config: TrainingConfig, run_dir: RunDir, model_path: str, env: dict[str, str], prompt_length: int = 512
+) -> list[str]:
     """Where this run's files are, the resolved model, and Ray: an existing cluster at
-    `resources.ray_address`, else a local one (on a CPU, with one stand-in GPU for verl's resource pool)."""
+    `resources.ray_address`, else a local one (on a CPU, with one stand-in GPU for verl's resource pool).
+    With an environment, verl runs retrain's agent loop (environment.py) for every row."""
     parquet = run_dir.path / "verl" / "train.parquet"
     env_vars = ",".join(f"{key}:'{value}'" for key, value in env.items())
     overrides = [
+        f"data.max_prompt_length={prompt_length}",
         f"data.train_files={parquet}",
         f"data.val_files={parquet}",
         f"actor_rollout_ref.model.path={model_path}",
@@ -134,6 +145,11 @@ def run_overrides(config: TrainingConfig, run_dir: RunDir, model_path: str, env:
         f"trainer.resume_mode={'auto' if run_dir.latest_checkpoint() else 'disable'}",
         f"+ray_kwargs.ray_init.runtime_env.env_vars={{{env_vars}}}",
     ]
+    if config.environment is not None:
+        overrides += [
+            f"actor_rollout_ref.rollout.agent.agent_loop_config_path={run_dir.path / 'verl' / 'agent_loops.yaml'}",
+            f"actor_rollout_ref.rollout.agent.default_agent_loop={AGENT_NAME}",
+        ]
     if config.resources.ray_address is not None:
         return overrides + [f"+ray_kwargs.ray_init.address='{config.resources.ray_address}'"]
     overrides += ["+ray_kwargs.ray_init.include_dashboard=false", "+ray_kwargs.ray_init.log_to_driver=false"]
@@ -154,9 +170,11 @@ def _environment(run_dir: RunDir, cpu: bool) -> dict[str, str]:
         "RETRAIN_CACHE": os.environ.get("RETRAIN_CACHE", ""),
     }
     if cpu:
+        # Plugins the user loads into verl (VERL_USE_EXTERNAL_MODULES) come after the CPU platform.
+        theirs = [m for m in os.environ.get("VERL_USE_EXTERNAL_MODULES", "").split(",") if m and m != CPU_PLUGIN]
         env |= {
             "VERL_PLATFORM": "cpu",
-            "VERL_USE_EXTERNAL_MODULES": CPU_PLUGIN,
+            "VERL_USE_EXTERNAL_MODULES": ",".join([CPU_PLUGIN, *theirs]),
             "VERL_ENGINE_DEVICE": "cuda",  # the FSDP engine is registered under "cuda"; the platform makes it CPU
         }
     return {key: value for key, value in env.items() if value}
@@ -219,6 +237,7 @@ class MetricsWatcher(threading.Thread):
         summary = self.scorer.summarize(breakdowns)
         record["reward/std"] = summary.get("reward/std")
         record.update({k: v for k, v in summary.items() if not k.startswith("reward/")})
+        record.update(episode_metrics([EpisodeStats(**s["episode"]) for s in samples if s.get("episode")]))
         seconds = data.get("timing_s/step")
         tokens = data.get("perf/total_num_tokens")
         record["tokens_per_second"] = tokens / seconds if tokens and seconds else None
@@ -242,7 +261,13 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     raw_metrics = run_dir.path / "verl" / "metrics.raw.jsonl"
     if raw_metrics.exists():  # verl's file logger truncates it on every start: keep the earlier run's lines
         raw_metrics.replace(raw_metrics.with_name(f"metrics.raw.until-step-{first_step}.jsonl"))
-    write_parquet(load_rows(config.data), run_dir.path / "verl" / "train.parquet")
+    rows = load_rows(config.data)
+    write_parquet(rows, run_dir.path / "verl" / "train.parquet")
+    model_path = resolve_model(config.model.name)
+    prompt_length = 512
+    if config.environment is not None:
+        (run_dir.path / "verl" / "agent_loops.yaml").write_text(agent_loops_yaml(str(run_dir.path / "config.yaml")))
+        prompt_length = episode_prompt_length(config, rows, model_path)
     cpu = config.resources.gpus_per_node == 0
     if not cpu and config.resources.ray_address is None and importlib.util.find_spec("vllm") is None:
         raise BackendError(
@@ -254,13 +279,14 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     env = _environment(run_dir, cpu)
     os.environ.update(env)
     if cpu:
-        # verl is already imported in this process (validation composed its config), so the plugin that
-        # VERL_USE_EXTERNAL_MODULES loads in Ray's workers is imported here by hand.
-        importlib.import_module(CPU_PLUGIN)
+        # verl is already imported in this process (validation composed its config), so the plugins that
+        # VERL_USE_EXTERNAL_MODULES loads in Ray's workers are imported here by hand.
+        for module in env["VERL_USE_EXTERNAL_MODULES"].split(","):
+            importlib.import_module(module)
     overrides = (
         algorithm_overrides(config)
         + machine_overrides(config)
-        + run_overrides(config, run_dir, resolve_model(config.model.name), env)
+        + run_overrides(config, run_dir, model_path, env, prompt_length)
         + backend_option_overrides(config)
     )
     composed = compose(overrides)
@@ -304,6 +330,32 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     return TrainResult(
         steps_completed=watcher.last_step, final_model_dir=final_model, last_checkpoint=last_checkpoint
     )
+
+
+def episode_prompt_length(config: TrainingConfig, rows: list[dict[str, Any]], model_path: str) -> int:
+    """verl pads (and cuts) every prompt to data.max_prompt_length. An episode's prompt offers the
+    tools too, so the width is measured: the longest row's prompt with the tools' schemas (MCP
+    servers are started briefly to list theirs), rounded up to a multiple of 64, at least 512."""
+    import asyncio
+
+    from transformers import AutoTokenizer
+
+    from retrain.core.environment import opening_messages
+    from retrain.environments import EnvironmentFactory
+    from retrain.environments.episode import HFChatTokens
+
+    async def schemas() -> list[dict[str, Any]]:
+        factory = EnvironmentFactory(config.environment)
+        await factory.start()
+        try:
+            return [tool.schema() for tool in getattr(factory.new(), "tools", [])]
+        finally:
+            await factory.close()
+
+    offered = asyncio.run(schemas())
+    tokens = HFChatTokens(AutoTokenizer.from_pretrained(model_path))
+    longest = max(len(tokens.encode_prompt(opening_messages(row), offered)) for row in rows)
+    return max(512, -(-longest // 64) * 64)
 
 
 def _check_reachable(address: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from functools import cache
 from typing import Any
 
@@ -23,6 +24,7 @@ from retrain.core.config import TrainingConfig
 from retrain.core.errors import RewardError
 from retrain.core.rollout import Message, Rollout
 from retrain.core.scoring import Scorer
+from retrain.environments.episode import EPISODE_FIELD, completion_from_record
 
 
 @cache
@@ -51,11 +53,18 @@ async def compute_score(
     **_: Any,
 ) -> dict[str, Any]:
     extra_info = extra_info or {}
+    episode = None
+    completion_messages = [Message("assistant", solution_str)]
+    if isinstance(extra_info.get(EPISODE_FIELD), dict):
+        # A multi-step episode: solution_str is the decoded model and tool tokens together; the
+        # agent loop sent the messages, so rewards read the model's words apart from the tools'.
+        completion_messages, episode = completion_from_record(extra_info[EPISODE_FIELD])
     rollout = Rollout(
         prompt_messages=[Message("user", str(extra_info.get("prompt", "")))],
-        completion_messages=[Message("assistant", solution_str)],
+        completion_messages=completion_messages,
         metadata=columns_from_extra_info(extra_info),
         rollout_id=f"row{extra_info.get('index', '?')}",
+        episode=episode,
     )
     scorer = _scorer(config_path)
     try:
@@ -63,6 +72,13 @@ async def compute_score(
     except RewardError as exc:
         _append(errors_path, " ".join(str(exc).split()))
         raise
-    record = {"prompt": rollout.prompt, "completion": solution_str, "breakdown": breakdown.to_dict()}
+    record: dict[str, Any] = {
+        "prompt": rollout.prompt, "completion": rollout.completion, "breakdown": breakdown.to_dict()
+    }
+    if episode is not None:
+        episode_info = extra_info[EPISODE_FIELD]
+        record |= {"messages": [m.to_dict() for m in completion_messages], "episode": asdict(episode),
+                   "token_ids": list(episode_info.get("token_ids", [])),
+                   "trainable_mask": list(episode_info.get("trainable_mask", []))}
     _append(breakdowns_path, json.dumps(record, default=str))
     return {"score": breakdown.total}
