@@ -12,9 +12,11 @@ import asyncio
 import pytest
 from transformers import AutoTokenizer
 
+from retrain.config_models import TrainingConfig
+from retrain.core.environment import MultiTurnEnv
 from retrain.core.metrics import episode_metrics
-from retrain.core.rollout import EpisodeStats
-from retrain.environments import ToolEnvironment
+from retrain.core.rollout import EpisodeStats, Message
+from retrain.environments import EnvironmentFactory, ToolEnvironment
 from retrain.environments.episode import BatchedGenerator, EpisodeLimits, HFChatTokens, run_episode, run_episodes
 from retrain.environments.tools import load_tool
 from retrain.models import resolve_model
@@ -104,3 +106,29 @@ def test_episode_metrics_count_errors_by_kind():
         "env/turns/mean": 1.5, "env/tool_calls/mean": 1.0, "env/tool_error_rate": 0.5, "env/truncated_rate": 0.5,
         "env/tools/a/calls": 2.0, "env/tool_errors/timeout": 1.0,
     }
+
+
+class Guess(MultiTurnEnv):
+    """The two-hook environment of docs/environments.md."""
+
+    def __init__(self, tries: int = 3):
+        super().__init__()
+        self.tries = tries
+
+    async def is_completed(self, messages, state):
+        return str(state["row"]["answer"]) in messages[-1].content or len(messages) > 2 * self.tries
+
+    async def env_response(self, messages, state):
+        return [Message("user", "No, try again.")]
+
+
+def test_a_two_hook_environment_from_config_runs_token_exactly(tokens):
+    config = TrainingConfig.from_data({"model_to_train": "retrain:tiny", "example_prompts": ["p"], "environment": {
+        "type": "tests.environments.test_episode:Guess", "params": {"tries": 3}, "max_turns": 5}})
+    factory = EnvironmentFactory(config.environment)
+    policy = ScriptedPolicy(tokens, ["41", "43", "42"])
+    rollout = asyncio.run(run_episode(factory.new(), ROW, policy, tokens, EpisodeLimits(200, factory.max_turns)))
+    assert [m.content for m in rollout.completion_messages] == ["41", "No, try again.", "43", "No, try again.", "42"]
+    assert [t for t, m in zip(rollout.completion_token_ids, rollout.trainable_mask, strict=True) if m] == sum(
+        policy.turns, [])
+    assert rollout.episode.turns == 3 and not rollout.episode.truncated
