@@ -66,42 +66,31 @@ def test_servers_get_only_the_environment_the_config_gives(monkeypatch):
     assert asyncio.run(scenario()) == ("unset", "yes")
 
 
-def test_a_server_that_dies_mid_run_gives_tool_errors_not_a_hang():
-    spec = MCPServerSpec(name="faults", command=sys.executable, args=[FAULTS])
+def _steps(actions: list[Message], timeout: float) -> tuple[list, float]:
+    """Start the faults server, send the model turns to a ToolEnvironment, stop the server."""
 
     async def scenario():
-        toolbox = MCPToolbox([spec])
+        toolbox = MCPToolbox([MCPServerSpec(name="faults", command=sys.executable, args=[FAULTS])])
         await toolbox.start()
-        environment = ToolEnvironment(toolbox.tools, tool_timeout_seconds=5)
+        environment = ToolEnvironment(toolbox.tools, tool_timeout_seconds=timeout)
         started = time.monotonic()
         try:
-            died = await environment.step(_call("exit_now", "{}"))
-            after = await environment.step(_call("read_env", '{"name": "HOME"}'))
+            return [await environment.step(action) for action in actions], time.monotonic() - started
         finally:
             await toolbox.close()
-        return died, after, time.monotonic() - started
 
-    died, after, seconds = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_server_that_dies_mid_run_gives_tool_errors_not_a_hang():
+    (died, after), seconds = _steps([_call("exit_now", "{}"), _call("read_env", '{"name": "HOME"}')], timeout=5)
     assert died.info["tool_outcomes"][0].error in ("raised", "timeout")
     assert after.info["tool_outcomes"][0].error in ("raised", "timeout")
     assert seconds < 15 and not _servers_alive()
 
 
 def test_a_slow_tool_times_out_and_the_server_stays_usable():
-    spec = MCPServerSpec(name="faults", command=sys.executable, args=[FAULTS])
-
-    async def scenario():
-        toolbox = MCPToolbox([spec])
-        await toolbox.start()
-        environment = ToolEnvironment(toolbox.tools, tool_timeout_seconds=0.5)
-        try:
-            slow = await environment.step(_call("slow", '{"seconds": 3}'))
-            quick = await environment.step(_call("read_env", '{"name": "NOPE"}'))
-        finally:
-            await toolbox.close()
-        return slow, quick
-
-    slow, quick = asyncio.run(scenario())
+    (slow, quick), _ = _steps([_call("slow", '{"seconds": 3}'), _call("read_env", '{"name": "NOPE"}')], timeout=0.5)
     assert slow.info["tool_outcomes"][0].error == "timeout"
     assert quick.observation[0].content == "unset"
 
