@@ -201,12 +201,12 @@ def test_environment_errors_name_the_field_and_the_fix(write_config):
         """)
     assert error.issues[0].field == "environment" and "needs `tools`" in error.issues[0].message
     error = _error(write_config, """\
-        backend: verl
         model_to_train: retrain:tiny
         example_prompts: ["hi"]
         environment: {tools: [calculator]}
+        backend_options: {trl: {use_vllm: true}}
         """)
-    assert error.issues[0].field == "environment" and "backend 'verl' does not run" in error.issues[0].message
+    assert error.issues[0].field == "backend_options.trl.use_vllm" and error.issues[0].line == 4
 
 
 def test_an_environment_config_validates():
