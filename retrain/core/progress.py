@@ -67,7 +67,7 @@ def summarize_run(records: list[dict[str, Any]]) -> dict[str, Any]:
     """First vs last value of the reward and of each component, over the run's metrics."""
     keys = ["reward/mean"]
     keys += sorted({k for r in records for k in r if k.startswith(("rewards/", "verifiers/", "constraints/"))})
-    keys += ["completion_length/mean", "kl"]
+    keys += ["env/turns/mean", "env/tool_calls/mean", "env/tool_error_rate", "completion_length/mean", "kl"]
     table = {}
     for key in keys:
         first, last = _first_last(records, key)

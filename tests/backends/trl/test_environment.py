@@ -83,7 +83,7 @@ def test_trls_loss_mask_is_exactly_the_models_tokens(tmp_path):
 
 def test_the_calculator_example_trains_on_trl_with_the_tiny_model(tmp_path):
     summary = run_sync(str(EXAMPLE), model="retrain:tiny", max_steps=2, output_dir=tmp_path, console=QUIET)
-    assert summary["status"] == "completed"
+    assert summary["status"] == "completed" and "env/tool_calls/mean" in summary["metrics"]
     run_dir = Path(summary["run_dir"])
     records = metrics(run_dir)
     assert [r["step"] for r in records] == [1, 2]
