@@ -87,34 +87,70 @@ class HFServer:
         self.pad = mc.tokenizer.pad_token_id if mc.tokenizer.pad_token_id is not None else self.eos
         self.global_steps = None
         self.lock = asyncio.Lock()
+        self.pending = []
+        self.drainer = None
 
     async def generate(self, request_id, prompt_ids, sampling_params, image_data=None, video_data=None,
                        audio_data=None, mm_processor_kwargs=None, **kw):
-        async with self.lock:                                      # one request at a time on 2 cores
-            ids = torch.tensor([list(prompt_ids)])
-            t = float(sampling_params.get("temperature", 1.0))
-            limit = self.config.response_length
-            budget = min(int(sampling_params.get("max_tokens") or limit), limit)  # an episode's turn asks for less
-            gen_kw = dict(max_new_tokens=budget, eos_token_id=self.eos,
-                          pad_token_id=self.pad, return_dict_in_generate=True, output_scores=True)
-            if t > 0:
-                gen_kw.update(do_sample=True, temperature=t, top_p=float(sampling_params.get("top_p", 1.0)),
-                              top_k=max(0, int(sampling_params.get("top_k", -1))) or None)
-            else:
-                gen_kw.update(do_sample=False)
-            with torch.no_grad():
-                out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **gen_kw)
-            new = out.sequences[0, ids.shape[1]:].tolist()
-            logps = None
-            if sampling_params.get("logprobs"):
-                sc = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-                logps = sc[0, : len(new)].tolist()
+        # Concurrent requests (a step's rollouts, episodes' turns) are batched into one generate().
+        limit = self.config.response_length
+        budget = min(int(sampling_params.get("max_tokens") or limit), limit)  # an episode's turn asks for less
+        t = float(sampling_params.get("temperature", 1.0))
+        key = (t, float(sampling_params.get("top_p", 1.0)), int(sampling_params.get("top_k", -1)),
+               bool(sampling_params.get("logprobs")))
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((list(prompt_ids), budget, key, future))
+        if self.drainer is None or self.drainer.done():
+            self.drainer = asyncio.create_task(self._drain())
+        new, logps = await future
         return TokenOutput(token_ids=new, log_probs=logps, stop_reason="completed",
                            extra_fields={"global_steps": self.global_steps})
 
+    async def _drain(self):
+        while self.pending:
+            await asyncio.sleep(0.01)                              # let the rest of the step's requests arrive
+            key = self.pending[0][2]
+            batch = [p for p in self.pending if p[2] == key]
+            self.pending = [p for p in self.pending if p[2] != key]
+            try:
+                async with self.lock:                              # never while weights load
+                    results = await asyncio.to_thread(self._generate_batch, batch, key)
+            except Exception as exc:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (*_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    def _generate_batch(self, batch, key):
+        temperature, top_p, top_k, want_logprobs = key
+        width = max(len(ids) for ids, *_ in batch)
+        input_ids = torch.tensor([[self.pad] * (width - len(ids)) + ids for ids, *_ in batch])
+        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, *_ in batch])
+        gen_kw = dict(max_new_tokens=max(b for _, b, *_ in batch), eos_token_id=self.eos, pad_token_id=self.pad,
+                      return_dict_in_generate=True, output_scores=want_logprobs)
+        if temperature > 0:
+            gen_kw.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=max(0, top_k) or None)
+        else:
+            gen_kw.update(do_sample=False)
+        with torch.no_grad():
+            out = self.model.generate(input_ids, attention_mask=attention, **gen_kw)
+        scores = (self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+                  if want_logprobs else None)
+        results = []
+        for row, (_, budget, *_) in enumerate(batch):
+            new = out.sequences[row, width:].tolist()[:budget]
+            if self.eos in new:
+                new = new[: new.index(self.eos) + 1]
+            results.append((new, scores[row, : len(new)].tolist() if scores is not None else None))
+        return results
+
     async def load_weights(self, state_dict, global_steps=None):
-        self.model.load_state_dict(state_dict, strict=False)
-        self.global_steps = global_steps
+        async with self.lock:
+            self.model.load_state_dict(state_dict, strict=False)
+            self.global_steps = global_steps
 
     async def set_global_steps(self, global_steps):
         self.global_steps = global_steps

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -152,7 +153,8 @@ def run_overrides(
         ]
     if config.resources.ray_address is not None:
         return overrides + [f"+ray_kwargs.ray_init.address='{config.resources.ray_address}'"]
-    overrides += ["+ray_kwargs.ray_init.include_dashboard=false", "+ray_kwargs.ray_init.log_to_driver=false"]
+    overrides += ["+ray_kwargs.ray_init.include_dashboard=false", "+ray_kwargs.ray_init.log_to_driver=false",
+                  "+ray_kwargs.ray_init.logging_level=30"]  # WARNING: no "Started a local Ray instance"
     if config.resources.gpus_per_node == 0:
         overrides += ["ray_kwargs.ray_init.num_cpus=16", "+ray_kwargs.ray_init.num_gpus=1"]
     return overrides
@@ -278,6 +280,7 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
         _check_reachable(config.resources.ray_address)
     env = _environment(run_dir, cpu)
     os.environ.update(env)
+    _quiet_console(local_ray=config.resources.ray_address is None)
     if cpu:
         # verl is already imported in this process (validation composed its config), so the plugins that
         # VERL_USE_EXTERNAL_MODULES loads in Ray's workers are imported here by hand.
@@ -356,6 +359,24 @@ def episode_prompt_length(config: TrainingConfig, rows: list[dict[str, Any]], mo
     tokens = HFChatTokens(AutoTokenizer.from_pretrained(model_path))
     longest = max(len(tokens.encode_prompt(opening_messages(row), offered)) for row in rows)
     return max(512, -(-longest // 64) * 64)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+def _quiet_console(local_ray: bool) -> None:
+    """The console is retrain's progress: verl's platform notice and, for the private local Ray a run
+    starts (and stops), Ray's notice that token authentication is on, are not news to a user."""
+    logging.getLogger("verl.plugin.platform.platform_manager").setLevel(logging.WARNING)
+    token_notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if local_ray and not any(isinstance(f, _DropMessage) for f in token_notice.filters):
+        token_notice.addFilter(_DropMessage("Token authentication is enabled for this Ray cluster"))
 
 
 def _check_reachable(address: str) -> None:
