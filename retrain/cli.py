@@ -1,4 +1,4 @@
-"""`retrain run | validate | translate`: the command line."""
+"""`retrain run | validate | translate | compare | report`: the command line."""
 
 from __future__ import annotations
 
@@ -85,6 +85,51 @@ def translate(config: ConfigPath, backend: BackendOption = None, model: ModelOpt
         _fail(exc)
     else:
         print(native.render())
+
+
+@app.command()
+def compare(
+    config: ConfigPath,
+    backends: Annotated[str, typer.Option("--backends", help="Backends to train on, comma-separated.")] = "trl,verl",
+    model: ModelOption = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Override algorithm.max_steps.")] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Where the compare-<name>-<time>/ folder goes.")
+    ] = None,
+) -> None:
+    """Train one config on several backends (same seed, data and rewards) and report them side by side:
+    report.md, report.json and PNG plots."""
+    from retrain.compare import compare as compare_backends
+    from retrain.compare import parse_backends
+
+    try:
+        result = compare_backends(config, parse_backends(backends), model=model, max_steps=max_steps,
+                                  output_dir=output_dir, console=console)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: the runs so far and their report are kept")
+        raise typer.Exit(130) from None
+    except RetrainError as exc:
+        _fail(exc)
+    else:
+        if result.failed:
+            console.print(f"[red]failed:[/] {', '.join(result.failed)}")
+            raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to report on.", show_default=False)],
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Where to write (default: RUN_DIR/report, or report-<time>/).")
+    ] = None,
+) -> None:
+    """Report on existing runs, side by side: report.md, report.json and PNG plots."""
+    from retrain.compare import report as write_run_report
+
+    try:
+        write_run_report(list(run_dirs), output_dir, console=console)
+    except RetrainError as exc:
+        _fail(exc)
 
 
 def main() -> None:

@@ -22,8 +22,9 @@ import yaml
 
 from retrain.core.metrics import JsonlWriter, read_jsonl
 
-# TRL names checkpoints checkpoint-N, verl global_step_N.
-_CHECKPOINT = re.compile(r"(?:checkpoint-|global_step_)(\d+)$")
+# TRL names checkpoints checkpoint-N, verl global_step_N. The whole name must match: a checkpoint
+# being written under a temporary name (transformers' tmp-checkpoint-N) is never picked up.
+_CHECKPOINT = re.compile(r"^(?:checkpoint-|global_step_)(\d+)$")
 
 
 class RunDir:

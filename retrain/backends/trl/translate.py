@@ -8,7 +8,7 @@ The mapping (documented in docs/backends.md):
 | algorithm.prompts_per_step       | per_device_train_batch_size = prompts*group/world|
 | algorithm.max_steps              | max_steps                                        |
 | algorithm.learning_rate          | learning_rate (constant schedule)                |
-| algorithm.kl_coef                | beta                                             |
+| algorithm.kl_coef                | beta (use_bias_correction_kl off, as on verl)    |
 | algorithm.clip_range(_high)      | epsilon, epsilon_high                            |
 | algorithm.loss_aggregation       | loss_type (grpo, dr_grpo, dapo)                  |
 | algorithm.reward_scaling         | scale_rewards (group, batch, none)               |
@@ -132,6 +132,9 @@ def grpo_config_kwargs(
         "lr_scheduler_type": "constant",
         "warmup_steps": 0,
         "beta": algorithm.kl_coef,
+        # The plain k3 KL term, as verl computes it; TRL 1.16 would weight it by the importance ratio
+        # (tests/parity/test_loss.py). backend_options.trl.use_bias_correction_kl: true turns that back on.
+        "use_bias_correction_kl": False,
         "epsilon": algorithm.clip_range,
         "epsilon_high": algorithm.clip_range_high or algorithm.clip_range,
         "loss_type": algorithm.loss_aggregation,

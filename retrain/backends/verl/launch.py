@@ -166,7 +166,9 @@ def _environment(run_dir: RunDir, cpu: bool) -> dict[str, str]:
         "VERL_FILE_LOGGER_PATH": str(run_dir.path / "verl" / "metrics.raw.jsonl"),
         "VERL_LOGGING_LEVEL": "WARN",
         "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",
+        # On a CPU the actor and the rollout take turns (sync trainer), so each may use every core
+        # (measured with SmolLM2-135M on 2 cores: 65 s a step instead of 78 s with one thread).
+        "OMP_NUM_THREADS": str(os.cpu_count() or 1) if cpu else "1",
         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
         "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths + os.environ.get("PYTHONPATH", "").split(os.pathsep))),
         "RETRAIN_CACHE": os.environ.get("RETRAIN_CACHE", ""),

@@ -1,0 +1,139 @@
+"""`retrain compare`: one config, trained on several backends, reported side by side.
+
+Every backend gets the same config (same seed, data, rewards and algorithm options); only
+`backend` changes. The config is validated for every backend before any training starts, so an
+option one backend cannot honour costs seconds, not a finished run on the other. A backend whose
+run fails is reported as failed and the others still run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from retrain.core.errors import ConfigError, ConfigIssue, RetrainError
+from retrain.core.run import ConfigLike, load_config, run_sync
+from retrain.core.run_dir import RunDir
+from retrain.report import RunData, comparison_rows, load_run, run_statistics, write_report
+
+
+@dataclass
+class Comparison:
+    """Where the comparison went and how each backend's run ended."""
+
+    output_dir: Path
+    report: Path
+    runs: list[RunData]
+
+    @property
+    def failed(self) -> list[str]:
+        return [run.label for run in self.runs if run.status != "completed"]
+
+
+def parse_backends(text: str) -> list[str]:
+    backends = [name.strip() for name in text.split(",") if name.strip()]
+    if len(backends) < 1:
+        raise ConfigError([ConfigIssue("--backends", None, "name at least one backend, e.g. --backends trl,verl")])
+    if len(set(backends)) != len(backends):
+        raise ConfigError([ConfigIssue("--backends", None, f"a backend is named twice in {text!r}")])
+    return backends
+
+
+def _validate_all(config: ConfigLike, backends: list[str], overrides: dict[str, Any]) -> None:
+    """Every backend's problems at once, each labelled with its backend."""
+    issues: list[ConfigIssue] = []
+    source = None
+    for backend in backends:
+        try:
+            load_config(config, backend=backend, **overrides)
+        except ConfigError as exc:
+            source = exc.source
+            issues += [ConfigIssue(i.field, i.line, f"[backend {backend}] {i.message}") for i in exc.issues]
+    if issues:
+        raise ConfigError(issues, source=source)
+
+
+def _run_dir_of(parent: Path, backend: str) -> Path | None:
+    found = sorted(parent.glob(f"{backend}-*"))
+    return found[-1] if found else None
+
+
+def compare(
+    config: ConfigLike,
+    backends: list[str],
+    *,
+    model: str | None = None,
+    max_steps: int | None = None,
+    output_dir: str | Path | None = None,
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> Comparison:
+    """Train `config` on each backend in turn, then write the report into a new folder
+    `<output_dir>/compare-<name>-<time>/` (output_dir defaults to the config's training.output_dir)."""
+    console = console or Console(stderr=True)
+    overrides = {"model": model, "max_steps": max_steps}
+    _validate_all(config, backends, overrides)
+    first = load_config(config, backend=backends[0], **overrides)
+    name = first.training.run_name or (first.source_path.stem if first.source_path else "run")
+    folder = RunDir.create(output_dir if output_dir is not None else first.training.output_dir, f"compare-{name}").path
+    console.print(f"[bold]retrain compare[/]: {', '.join(backends)} -> {folder}")
+
+    runs: list[RunData] = []
+    report_path: Path | None = None
+    try:
+        for backend in backends:
+            resolved = load_config(config, backend=backend, output_dir=folder, **overrides)
+            resolved.training.run_name = backend
+            try:
+                run_sync(resolved, console=console, show_progress=show_progress)
+            except RetrainError as exc:
+                console.print(f"[red]{backend} failed:[/] {exc}", highlight=False, soft_wrap=True)
+                run_dir = _run_dir_of(folder, backend)
+                if run_dir is None:
+                    runs.append(RunData(backend, folder / backend, backend, [], {"status": "failed"}, error=str(exc)))
+                else:
+                    runs.append(load_run(run_dir, label=backend))
+                    runs[-1].error = str(exc)
+                continue
+            run_dir = _run_dir_of(folder, backend)
+            assert run_dir is not None  # run_sync created it
+            runs.append(load_run(run_dir, label=backend))
+    finally:
+        # Interrupted or not, what finished is reported.
+        if runs:
+            report_path = write_report(runs, folder, title=f"retrain compare: {name} on {', '.join(backends)}")
+            console.print(f"report: {report_path}")
+    assert report_path is not None  # every backend appended a run
+    render_comparison(console, runs)
+    return Comparison(folder, report_path, runs)
+
+
+def render_comparison(console: Console, runs: list[RunData]) -> None:
+    """The comparison table on the console: the same rows as report.md."""
+    table = Table(title="retrain compare", title_justify="left")
+    table.add_column("metric")
+    for run in runs:
+        table.add_column(run.label, justify="right")
+    for name, cells in comparison_rows(runs, [run_statistics(run) for run in runs]):
+        table.add_row(name, *cells)
+    console.print(table)
+
+
+def report(run_dirs: list[str | Path], output_dir: str | Path | None = None, console: Console | None = None) -> Path:
+    """`retrain report`: the comparison report of runs that already exist. Written to `output_dir`,
+    by default `<run dir>/report/` for one run and `report-<time>/` in the current folder for several."""
+    from retrain.report import load_runs
+
+    console = console or Console(stderr=True)
+    runs = load_runs(run_dirs)
+    if output_dir is None:
+        output_dir = runs[0].path / "report" if len(runs) == 1 else Path(f"report-{time.strftime('%Y%m%d-%H%M%S')}")
+    path = write_report(runs, output_dir, title="retrain report: " + ", ".join(run.label for run in runs))
+    render_comparison(console, runs)
+    console.print(f"report: {path}")
+    return path
