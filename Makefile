@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (see README.md):
 #   make quickstart   set up a virtual environment and train the cat-poem example
 #   make test         set up a virtual environment (TRL and verl together) and run the tests
+#   make test-all     the same, then the slow tests too (every verl run, the cross-backend regression): CI
 #
 # torch is installed first and on its own, so that no other package pulls a multi-GB CUDA build
 # where a CPU build is wanted. Override TORCH to choose another build, e.g. TORCH="torch==2.13.0".
@@ -10,7 +11,7 @@ PYTHON ?= python3
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: quickstart test setup-trl setup-dev
+.PHONY: quickstart test test-all setup-trl setup-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +33,6 @@ quickstart: setup-trl
 
 test: setup-dev
 	$(BIN)/python -m pytest
+
+test-all: test
+	$(BIN)/python -m pytest -m slow

@@ -1,16 +1,12 @@
-"""What the backend training tests share: one tiny cat-poem run config, and the bridge check."""
+"""What the backend training tests share: one tiny cat-poem run config (the conformance kit in
+retrain.testing checks the reward bridge of every backend)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
 from rich.console import Console
-
-from retrain.config_models import TrainingConfig
-from retrain.core.rollout import Message, Rollout
-from retrain.core.scoring import Scorer
 
 QUIET = Console(file=open("/dev/null", "w"))  # noqa: SIM115
 BATCH = 8  # 2 prompts x 4 completions
@@ -35,24 +31,3 @@ def tiny_config(tmp_path: Path, backend: str = "trl", penalty: float = -1.0, **o
 
 def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def assert_backend_trained_on_the_scorer_breakdown(run_dir: Path) -> None:
-    """Each step's logged reward is the mean of the Scorer totals of its whole batch, and a fresh
-    Scorer gives every saved completion the same total again."""
-    scorer = Scorer.from_config(TrainingConfig.from_yaml(run_dir / "config.yaml"))
-    for record in metrics(run_dir):
-        lines = (run_dir / "samples" / f"step_{record['step']:06d}.jsonl").read_text().splitlines()
-        samples = [json.loads(line) for line in lines]
-        assert len(samples) == BATCH
-        totals = [s["breakdown"]["total"] for s in samples]
-        assert record["reward/mean"] == pytest.approx(sum(totals) / len(totals), rel=1e-5)
-        rescored = scorer.score_sync([
-            Rollout([Message("user", s["prompt"])], [Message("assistant", s["completion"])]) for s in samples
-        ])
-        assert [b.total for b in rescored] == pytest.approx(totals, abs=1e-5)
-
-
-def broken_reward(completion: str) -> float:
-    """A reward with a bug, for the failure tests."""
-    raise ValueError("this reward is broken on purpose")

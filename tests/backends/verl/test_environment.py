@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from transformers import AutoTokenizer
 
@@ -15,6 +16,7 @@ from tests.processes import assert_none_left
 from tests.tiny_runs import QUIET, metrics
 
 ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.slow  # each test starts verl's trainer on a local Ray (1-2 minutes)
 
 
 def test_a_recorded_episode_trains_only_the_models_tokens_on_verl(tmp_path, monkeypatch):

@@ -81,6 +81,7 @@ def _available_resources(address: str) -> dict[str, float]:
         ray.shutdown()  # disconnects this driver; the cluster stays
 
 
+@pytest.mark.slow
 def test_verl_runs_on_an_existing_ray_cluster_and_leaves_it_running(tmp_path, ray_head):
     address, head = ray_head
     config = tiny_config(tmp_path, backend="verl")
