@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from retrain.core.errors import ConfigError, RetrainError
 
@@ -26,9 +27,9 @@ ModelOption = Annotated[str | None, typer.Option("--model", help="Override the m
 
 def _fail(exc: BaseException) -> None:
     if isinstance(exc, ConfigError):
-        console.print(f"[red]error:[/] {exc.render()}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(exc.render())}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
-    console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -69,7 +70,7 @@ def validate(config: ConfigPath, backend: BackendOption = None, model: ModelOpti
     except RetrainError as exc:
         _fail(exc)
     else:
-        console.print(f"[green]ok[/]: {config} is valid for backend '{resolved.backend}'")
+        console.print(f"[green]ok[/]: {escape(str(config))} is valid for backend '{resolved.backend}'")
 
 
 @app.command()
@@ -139,7 +140,7 @@ def main() -> None:
     try:
         app()
     except RetrainError as exc:  # anything a command did not catch still reads as a message
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

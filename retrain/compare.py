@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from retrain.core.errors import ConfigError, ConfigIssue, RetrainError
@@ -53,7 +54,7 @@ def _validate_all(config: ConfigLike, backends: list[str], overrides: dict[str, 
             load_config(config, backend=backend, **overrides)
         except ConfigError as exc:
             source = exc.source
-            issues += [ConfigIssue(i.field, i.line, f"[backend {backend}] {i.message}") for i in exc.issues]
+            issues += [ConfigIssue(i.field, i.line, f"(backend {backend}) {i.message}") for i in exc.issues]
     if issues:
         raise ConfigError(issues, source=source)
 
@@ -81,36 +82,42 @@ def compare(
     first = load_config(config, backend=backends[0], **overrides)
     name = first.training.run_name or (first.source_path.stem if first.source_path else "run")
     folder = RunDir.create(output_dir if output_dir is not None else first.training.output_dir, f"compare-{name}").path
-    console.print(f"[bold]retrain compare[/]: {', '.join(backends)} -> {folder}")
+    console.print(f"[bold]retrain compare[/]: {', '.join(backends)} -> {escape(str(folder))}")
 
     runs: list[RunData] = []
-    report_path: Path | None = None
+    title = f"retrain compare: {name} on {', '.join(backends)}"
     try:
         for backend in backends:
-            resolved = load_config(config, backend=backend, output_dir=folder, **overrides)
-            resolved.training.run_name = backend
-            try:
-                run_sync(resolved, console=console, show_progress=show_progress)
-            except RetrainError as exc:
-                console.print(f"[red]{backend} failed:[/] {exc}", highlight=False, soft_wrap=True)
-                run_dir = _run_dir_of(folder, backend)
-                if run_dir is None:
-                    runs.append(RunData(backend, folder / backend, backend, [], {"status": "failed"}, error=str(exc)))
-                else:
-                    runs.append(load_run(run_dir, label=backend))
-                    runs[-1].error = str(exc)
-                continue
-            run_dir = _run_dir_of(folder, backend)
-            assert run_dir is not None  # run_sync created it
-            runs.append(load_run(run_dir, label=backend))
-    finally:
-        # Interrupted or not, what finished is reported.
-        if runs:
-            report_path = write_report(runs, folder, title=f"retrain compare: {name} on {', '.join(backends)}")
-            console.print(f"report: {report_path}")
-    assert report_path is not None  # every backend appended a run
+            runs.append(_train_one(config, backend, folder, overrides, console, show_progress))
+    except BaseException:
+        if runs:  # interrupted: what finished is still reported
+            console.print(f"report of the finished runs: {write_report(runs, folder, title=title)}")
+        raise
+    report_path = write_report(runs, folder, title=title)
     render_comparison(console, runs)
+    console.print(f"report: {report_path}", soft_wrap=True, highlight=False)
     return Comparison(folder, report_path, runs)
+
+
+def _train_one(
+    config: ConfigLike, backend: str, folder: Path, overrides: dict[str, Any], console: Console, show_progress: bool
+) -> RunData:
+    """One backend's run, in `folder/<backend>-<time>/`; a failure is recorded, not raised."""
+    resolved = load_config(config, backend=backend, output_dir=folder, **overrides)
+    resolved.training.run_name = backend
+    try:
+        run_sync(resolved, console=console, show_progress=show_progress)
+    except RetrainError as exc:
+        console.print(f"[red]{backend} failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        run_dir = _run_dir_of(folder, backend)
+        if run_dir is None:  # failed before its run directory existed
+            return RunData(backend, folder / backend, backend, [], {"status": "failed"}, error=str(exc))
+        failed = load_run(run_dir, label=backend)
+        failed.error = str(exc)
+        return failed
+    run_dir = _run_dir_of(folder, backend)
+    assert run_dir is not None  # run_sync created it
+    return load_run(run_dir, label=backend)
 
 
 def render_comparison(console: Console, runs: list[RunData]) -> None:
@@ -135,5 +142,5 @@ def report(run_dirs: list[str | Path], output_dir: str | Path | None = None, con
         output_dir = runs[0].path / "report" if len(runs) == 1 else Path(f"report-{time.strftime('%Y%m%d-%H%M%S')}")
     path = write_report(runs, output_dir, title="retrain report: " + ", ".join(run.label for run in runs))
     render_comparison(console, runs)
-    console.print(f"report: {path}")
+    console.print(f"report: {path}", soft_wrap=True, highlight=False)
     return path

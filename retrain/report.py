@@ -83,10 +83,13 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
 
 
 def _unique_labels(runs: Sequence[RunData]) -> None:
-    """Runs of the same backend are told apart by their folder names."""
+    """Runs of the same backend are told apart by their folder names (or whole paths)."""
+    backends = [run.backend for run in runs]
+    names = [run.path.name for run in runs]
     for run in runs:
-        if sum(other.label == run.label for other in runs) > 1:
-            run.label = f"{run.backend} ({run.path.name})"
+        if backends.count(run.backend) > 1:
+            where = run.path.name if names.count(run.path.name) == 1 else str(run.path)
+            run.label = f"{run.backend} ({where})"
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[RunData]:

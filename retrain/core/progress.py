@@ -86,6 +86,6 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
     console.print(table)
     minutes, seconds = divmod(int(summary["seconds"]), 60)
     console.print(f"steps: {summary['steps']}   time: {minutes}m{seconds:02d}s   backend: {summary['backend']}")
-    console.print(f"outputs: {summary['run_dir']}")
+    console.print(f"outputs: {summary['run_dir']}", soft_wrap=True, highlight=False)
     if summary.get("model_dir"):
-        console.print(f"model:   {summary['model_dir']}")
+        console.print(f"model:   {summary['model_dir']}", soft_wrap=True, highlight=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from retrain.core.config import TrainingConfig
 from retrain.core.errors import ConfigError, ConfigIssue, RetrainError, TrainingFailed
@@ -140,9 +141,9 @@ def run_sync(
     else:
         run_dir = RunDir.create(resolved.training.output_dir, _run_name(resolved))
     run_dir.write_config(resolved.to_yaml_dict(), native.render())
-    console.print(f"[bold]retrain[/] {resolved.backend} run -> {run_dir.path}")
+    console.print(f"[bold]retrain[/] {resolved.backend} run -> {escape(str(run_dir.path))}", soft_wrap=True)
     if resolved.task:
-        console.print(f"task: {resolved.task}", highlight=False)
+        console.print(f"task: {escape(resolved.task)}", highlight=False)
 
     progress = ProgressReporter(console, enabled=show_progress)
     started = time.monotonic()

@@ -44,7 +44,9 @@ def _save_checkpoint(run_dir: RunDir, step: int, model: Any, tokenizer: Any, opt
     return final
 
 
-def _token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int) -> torch.Tensor:
+def _token_logprobs(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
+) -> torch.Tensor:
     """Log-probability of each completion token under the model (with grad)."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, prompt_width - 1 : -1]
     targets = input_ids[:, prompt_width:]

@@ -57,12 +57,9 @@ def _value(value: Any) -> str:
 
 
 def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
+    # reward_scaling 'batch' is outside the backend's capabilities (verl's GRPO advantage divides by
+    # the group's std or not at all): check_capabilities reports it.
     issues = []
-    if config.algorithm.reward_scaling not in NORM_ADV_BY_STD:
-        issues.append(ConfigIssue(
-            "algorithm.reward_scaling", None,
-            "verl's GRPO advantage divides by the group's std or not at all; use 'group' or 'none'",
-        ))
     lora = config.model.lora
     if lora is not None and lora.dropout:
         issues.append(ConfigIssue("model.lora.dropout", None, "verl's FSDP LoRA has no dropout; set 0"))
