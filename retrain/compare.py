@@ -122,8 +122,9 @@ def _train_one(
 
 def render_comparison(console: Console, runs: list[RunData]) -> None:
     """The comparison table on the console: the same rows as report.md."""
-    table = Table(title="retrain compare", title_justify="left")
-    table.add_column("metric")
+    table = Table(title="retrain compare", title_justify="left", caption="components: first step → last step",
+                  caption_justify="left")
+    table.add_column("metric", overflow="fold")
     for run in runs:
         table.add_column(run.label, justify="right")
     for name, cells in comparison_rows(runs, [run_statistics(run) for run in runs]):

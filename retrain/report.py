@@ -157,13 +157,13 @@ def comparison_rows(runs: Sequence[RunData], stats: Sequence[dict[str, Any]]) ->
             "–" if s["reward_best"] is None else f"{_fmt(s['reward_best'])} ({s['reward_best_step']})" for s in stats
         ]),
     ]
-    keys = sorted({key for s in stats for key in s["components"]})
+    keys = sorted({key for s in stats for key in s["components"]})  # cells: first step → last step
     for key in keys:
         cells = []
         for s in stats:
             values = s["components"].get(key)
             cells.append("–" if values is None else f"{_fmt(values['first'])} → {_fmt(values['final'])}")
-        rows.append((f"{key} (first → last)", cells))
+        rows.append((key, cells))
     rows += [
         ("kl, last step", [_fmt(s["kl_final"]) for s in stats]),
         ("completion length, last step (tokens)", [_fmt(s["completion_length_final"]) for s in stats]),
@@ -182,7 +182,8 @@ def _markdown(runs: Sequence[RunData], stats: Sequence[dict[str, Any]], plots: S
     lines += ["| metric | " + " | ".join(run.label for run in runs) + " |",
               "|---|" + "---:|" * len(runs)]
     lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in comparison_rows(runs, stats)]
-    lines += ["", "Each value is read from the run's neutral `metrics.jsonl`; – means the backend did not log it.", ""]
+    lines += ["", "Each value is read from the run's neutral `metrics.jsonl`; components (rewards/, verifiers/, "
+              "constraints/) show first step → last step; – means the backend did not log the value.", ""]
     for plot in plots:
         lines += [f"![{plot.removesuffix('.png')}]({plot})", ""]
     for run, s in zip(runs, stats, strict=True):

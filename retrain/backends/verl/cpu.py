@@ -20,11 +20,20 @@ from verl.workers.rollout.replica import RolloutReplica, RolloutReplicaRegistry,
 
 
 def _zero(*a, **k): return 0
+
+
+def _peak_rss_bytes(*a, **k):
+    # verl logs max_memory_allocated() as actor/perf/max_memory_allocated_gb; on a CPU the process's peak
+    # resident memory is the same measure (and what the TRL backend reports on a CPU).
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
 _cpu_mod = types.SimpleNamespace(
     # torch.cpu lacks most of the torch.cuda memory/rng API that verl calls via get_torch_device()
     is_available=lambda: True, device_count=lambda: 1, current_device=lambda: "cpu", set_device=lambda *a: None,
     synchronize=lambda *a, **k: None, empty_cache=lambda: None, ipc_collect=lambda: None,
-    max_memory_allocated=_zero, max_memory_reserved=_zero, memory_allocated=_zero, memory_reserved=_zero,
+    max_memory_allocated=_peak_rss_bytes, max_memory_reserved=_zero, memory_allocated=_zero, memory_reserved=_zero,
     reset_peak_memory_stats=lambda *a, **k: None, mem_get_info=lambda *a: (0, 0),
     set_per_process_memory_fraction=lambda *a, **k: None,
     get_rng_state=torch.get_rng_state, set_rng_state=torch.set_rng_state,

@@ -245,7 +245,9 @@ class MetricsWatcher(threading.Thread):
         seconds = data.get("timing_s/step")
         tokens = data.get("perf/total_num_tokens")
         record["tokens_per_second"] = tokens / seconds if tokens and seconds else None
-        record["peak_memory_gb"] = data.get("actor/perf/cpu_memory_used_gb")
+        # The actor's peak: GPU memory allocated on GPUs, the process's peak RSS on a CPU (cpu.py). Not
+        # verl's cpu_memory_used_gb, which is the whole machine's used memory.
+        record["peak_memory_gb"] = data.get("actor/perf/max_memory_allocated_gb")
         record["elapsed_seconds"] = time.monotonic() - self.started_at
         self.run_dir.write_metrics(record)
         if self.samples_per_step:
