@@ -328,12 +328,3 @@ class BackendConformance:
         assert summary["status"] == "failed"
         _assert_no_process_left(before, self.process_grace_seconds)
 
-
-__all__ = [
-    "BackendConformance",
-    "TrainedRun",
-    "assert_trained_on_the_scorer",
-    "broken_reward",
-    "conformance_config",
-    "new_child_processes",
-]
