@@ -7,7 +7,6 @@ import pytest
 from retrain.backends.verl.data import columns_from_extra_info, write_parquet
 from retrain.backends.verl.translate import (
     algorithm_overrides,
-    check_translation,
     compose,
     translate_config,
 )
@@ -68,7 +67,9 @@ def test_verls_validate_config_accepts_the_translation_and_backend_options_pass_
 
 
 def test_options_verl_cannot_honour_are_named():
-    fields = {issue.field for issue in check_translation(config(
+    from retrain.backends.verl import backend
+
+    fields = {issue.field for issue in backend.check_config(config(
         algorithm={"reward_scaling": "batch"}, model={"name": "retrain:tiny", "lora": {"dropout": 0.1}},
         training={"log_every": 5}))}
     assert fields == {"algorithm.reward_scaling", "model.lora.dropout", "training.log_every"}
