@@ -15,7 +15,7 @@ reference = tests.reference_backend:backend
 """
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def reference_backend_installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = tmp_path_factory.mktemp("site-packages")
     dist_info = site / "retrain_reference_backend-0.1.0.dist-info"
