@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from retrain.core.config import TrainingConfig
 from retrain.core.errors import ConfigError, ConfigIssue, RetrainError
 from retrain.core.run import ConfigLike, load_config, run_sync
 from retrain.core.run_dir import RunDir
@@ -45,21 +46,24 @@ def parse_backends(text: str) -> list[str]:
     return backends
 
 
-def _validate_all(config: ConfigLike, backends: list[str], overrides: dict[str, Any]) -> None:
-    """Every backend's problems at once, each labelled with its backend."""
+def _validate_all(config: ConfigLike, backends: list[str], overrides: dict[str, Any]) -> dict[str, TrainingConfig]:
+    """The config validated for each backend; every backend's problems at once, each labelled."""
     issues: list[ConfigIssue] = []
     source = None
+    resolved: dict[str, TrainingConfig] = {}
     for backend in backends:
         try:
-            load_config(config, backend=backend, **overrides)
+            resolved[backend] = load_config(config, backend=backend, **overrides)
         except ConfigError as exc:
             source = exc.source
             issues += [ConfigIssue(i.field, i.line, f"(backend {backend}) {i.message}") for i in exc.issues]
     if issues:
         raise ConfigError(issues, source=source)
+    return resolved
 
 
 def _run_dir_of(parent: Path, backend: str) -> Path | None:
+    """The run directory a failed run left (run_sync raises instead of returning its summary)."""
     found = sorted(parent.glob(f"{backend}-*"))
     return found[-1] if found else None
 
@@ -77,9 +81,8 @@ def compare(
     """Train `config` on each backend in turn, then write the report into a new folder
     `<output_dir>/compare-<name>-<time>/` (output_dir defaults to the config's training.output_dir)."""
     console = console or Console(stderr=True)
-    overrides = {"model": model, "max_steps": max_steps}
-    _validate_all(config, backends, overrides)
-    first = load_config(config, backend=backends[0], **overrides)
+    configs = _validate_all(config, backends, {"model": model, "max_steps": max_steps})
+    first = configs[backends[0]]
     name = first.training.run_name or (first.source_path.stem if first.source_path else "run")
     folder = RunDir.create(output_dir if output_dir is not None else first.training.output_dir, f"compare-{name}").path
     console.print(f"[bold]retrain compare[/]: {', '.join(backends)} -> {escape(str(folder))}")
@@ -88,7 +91,7 @@ def compare(
     title = f"retrain compare: {name} on {', '.join(backends)}"
     try:
         for backend in backends:
-            runs.append(_train_one(config, backend, folder, overrides, console, show_progress))
+            runs.append(_train_one(configs[backend], folder, console, show_progress))
     except BaseException:
         if runs:  # interrupted: what finished is still reported
             console.print(f"report of the finished runs: {write_report(runs, folder, title=title)}")
@@ -99,14 +102,13 @@ def compare(
     return Comparison(folder, report_path, runs)
 
 
-def _train_one(
-    config: ConfigLike, backend: str, folder: Path, overrides: dict[str, Any], console: Console, show_progress: bool
-) -> RunData:
+def _train_one(config: TrainingConfig, folder: Path, console: Console, show_progress: bool) -> RunData:
     """One backend's run, in `folder/<backend>-<time>/`; a failure is recorded, not raised."""
-    resolved = load_config(config, backend=backend, output_dir=folder, **overrides)
-    resolved.training.run_name = backend
+    backend = config.backend
+    config.training.output_dir = str(folder)
+    config.training.run_name = backend
     try:
-        run_sync(resolved, console=console, show_progress=show_progress)
+        summary = run_sync(config, console=console, show_progress=show_progress)
     except RetrainError as exc:
         console.print(f"[red]{backend} failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         run_dir = _run_dir_of(folder, backend)
@@ -115,9 +117,7 @@ def _train_one(
         failed = load_run(run_dir, label=backend)
         failed.error = str(exc)
         return failed
-    run_dir = _run_dir_of(folder, backend)
-    assert run_dir is not None  # run_sync created it
-    return load_run(run_dir, label=backend)
+    return load_run(summary["run_dir"], label=backend)
 
 
 def render_comparison(console: Console, runs: list[RunData]) -> None:

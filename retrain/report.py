@@ -20,9 +20,8 @@ from typing import Any
 import yaml
 
 from retrain.core.errors import RetrainError
-from retrain.core.metrics import read_jsonl
+from retrain.core.metrics import SCORE_PREFIXES, read_jsonl
 
-COMPONENT_PREFIXES = ("rewards/", "verifiers/", "constraints/")
 PLOTS = ("reward.png", "components.png", "completion_length.png", "step_time.png")
 # Reward is averaged over the last steps as well as read at the last one: a single step is noisy.
 TAIL_STEPS = 5
@@ -92,6 +91,11 @@ def _unique_labels(runs: Sequence[RunData]) -> None:
             run.label = f"{run.backend} ({where})"
 
 
+def component_keys(runs: Sequence[RunData]) -> list[str]:
+    """Every reward, verifier and constraint key any of the runs logged, sorted."""
+    return sorted({key for run in runs for record in run.records for key in record if key.startswith(SCORE_PREFIXES)})
+
+
 def load_runs(paths: Sequence[str | Path]) -> list[RunData]:
     runs = [load_run(path) for path in paths]
     _unique_labels(runs)
@@ -116,9 +120,8 @@ def run_statistics(run: RunData) -> dict[str, Any]:
         "reward_best": max(rewards) if rewards else None,
         "reward_best_step": steps[rewards.index(max(rewards))] if rewards else None,
     }
-    components = sorted({k for r in run.records for k in r if k.startswith(COMPONENT_PREFIXES)})
     stats["components"] = {}
-    for key in components:
+    for key in component_keys([run]):
         values = run.series(key)[1]
         stats["components"][key] = {"first": values[0] if values else None, "final": _last(values)}
     stats["kl_final"] = _last(run.series("kl")[1])
@@ -157,8 +160,7 @@ def comparison_rows(runs: Sequence[RunData], stats: Sequence[dict[str, Any]]) ->
             "–" if s["reward_best"] is None else f"{_fmt(s['reward_best'])} ({s['reward_best_step']})" for s in stats
         ]),
     ]
-    keys = sorted({key for s in stats for key in s["components"]})  # cells: first step → last step
-    for key in keys:
+    for key in component_keys(runs):  # cells: first step → last step
         cells = []
         for s in stats:
             values = s["components"].get(key)
@@ -239,7 +241,7 @@ def write_plots(runs: Sequence[RunData], output_dir: Path) -> list[str]:
         plt.close(fig)
 
     single("reward.png", "reward/mean", "reward (mean ± std over the step's completions)", "Reward", band="reward/std")
-    components = sorted({k for run in runs for r in run.records for k in r if k.startswith(COMPONENT_PREFIXES)})
+    components = component_keys(runs)
     if components:
         columns = min(3, len(components))
         rows = math.ceil(len(components) / columns)

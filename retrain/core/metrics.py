@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import resource
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,15 @@ OPTIONAL_KEYS = (
     "peak_memory_gb",
     "elapsed_seconds",
 )
-COMPONENT_PREFIXES = ("rewards/", "verifiers/", "constraints/", "errors/", "env/")
+# What the Scorer scores: each reward's mean, each verifier's pass rate, each constraint's mean.
+SCORE_PREFIXES = ("rewards/", "verifiers/", "constraints/")
+COMPONENT_PREFIXES = (*SCORE_PREFIXES, "errors/", "env/")
+
+
+def process_peak_rss_gb() -> float:
+    """This process's peak resident memory in GiB: `peak_memory_gb` for runs on a CPU."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)
 
 
 def episode_metrics(episodes: list[Any]) -> dict[str, float]:

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from retrain.core.metrics import SCORE_PREFIXES
+
 
 class ProgressReporter:
     """A progress bar (step, reward, time left) on a terminal; one line per step elsewhere (logs, CI)."""
@@ -66,7 +68,7 @@ def _first_last(records: list[dict[str, Any]], key: str) -> tuple[float | None, 
 def summarize_run(records: list[dict[str, Any]]) -> dict[str, Any]:
     """First vs last value of the reward and of each component, over the run's metrics."""
     keys = ["reward/mean"]
-    keys += sorted({k for r in records for k in r if k.startswith(("rewards/", "verifiers/", "constraints/"))})
+    keys += sorted({k for r in records for k in r if k.startswith(SCORE_PREFIXES)})
     keys += ["env/turns/mean", "env/tool_calls/mean", "env/tool_error_rate", "completion_length/mean", "kl"]
     table = {}
     for key in keys:

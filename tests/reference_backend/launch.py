@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-import resource
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,17 +16,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from retrain.core.backend import TrainResult
 from retrain.core.config import TrainingConfig
+from retrain.core.metrics import process_peak_rss_gb
 from retrain.core.progress import ProgressReporter
 from retrain.core.rollout import Message, Rollout
 from retrain.core.run_dir import RunDir
 from retrain.core.scoring import Scorer
 from retrain.data import load_rows
 from retrain.models import resolve_model
-
-
-def _peak_memory_gb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / (1024**3 if sys.platform == "darwin" else 1024**2)
 
 
 def _save_checkpoint(run_dir: RunDir, step: int, model: Any, tokenizer: Any, optimizer: torch.optim.Optimizer) -> Path:
@@ -147,7 +141,7 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
                 "tokens": tokens,
                 "step_seconds": seconds,
                 "tokens_per_second": tokens / seconds,
-                "peak_memory_gb": _peak_memory_gb(),
+                "peak_memory_gb": process_peak_rss_gb(),
             }
             if step % training.log_every == 0:
                 run_dir.write_metrics(record)

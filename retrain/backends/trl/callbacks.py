@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from typing import Any
 
 from transformers import TrainerCallback
 
-from retrain.core.metrics import COMPONENT_PREFIXES
+from retrain.core.metrics import COMPONENT_PREFIXES, process_peak_rss_gb
 from retrain.core.progress import ProgressReporter
 from retrain.core.run_dir import RunDir
 
@@ -34,8 +32,7 @@ def peak_memory_gb() -> float:
 
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**30
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / (2**30 if sys.platform == "darwin" else 2**20)
+    return process_peak_rss_gb()
 
 
 class NeutralMetricsCallback(TrainerCallback):

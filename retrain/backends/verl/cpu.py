@@ -25,8 +25,8 @@ def _zero(*a, **k): return 0
 def _peak_rss_bytes(*a, **k):
     # verl logs max_memory_allocated() as actor/perf/max_memory_allocated_gb; on a CPU the process's peak
     # resident memory is the same measure (and what the TRL backend reports on a CPU).
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    from retrain.core.metrics import process_peak_rss_gb
+    return int(process_peak_rss_gb() * 2**30)
 
 
 _cpu_mod = types.SimpleNamespace(
