@@ -22,7 +22,7 @@ def coerce_outcome(value: Any, name: str) -> VerifierOutcome:
     if isinstance(value, VerifierOutcome):
         return value
     if isinstance(value, bool):
-        return VerifierOutcome(value, "" if value else f"{name} failed")
+        return VerifierOutcome(value, "" if value else f"{name} returned False (return (False, reason) to say why)")
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], bool):
         return VerifierOutcome(value[0], str(value[1]))
     raise TypeError(
