@@ -16,8 +16,11 @@ completion with `error_penalty`, as the config says.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
     from retrain.core.config import TrainingConfig
 
 Role = Literal["verifier", "reward", "constraint"]
+_NOT_YET = object()
+_SYNC_RUNS = 8  # threads per sync rule and batch
 
 
 @dataclass
@@ -67,6 +72,31 @@ def lowest_passing_total(components: list[ScoringComponent]) -> float | None:
         low, high = component.bounds
         floor += min(0.0, component.weight * low, component.weight * high)
     return floor
+
+
+def _in_daemon_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    """Run a sync function in a daemon thread. Unlike asyncio.to_thread, a call that never returns
+    (a rule stuck in a loop) holds neither `asyncio.run` nor the interpreter's exit: it is abandoned."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def target() -> None:
+        try:
+            value = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, lambda: future.set_exception(error))
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, lambda: future.set_result(value))
+
+    threading.Thread(target=target, name=f"retrain-rule-{getattr(fn, '__name__', 'call')}", daemon=True).start()
+    return future
 
 
 class _Failure(Exception):
@@ -162,7 +192,7 @@ class Scorer:
         if function.is_async:
             call = function.fn(**arguments)
         else:
-            call = asyncio.to_thread(function.fn, **arguments)
+            call = _in_daemon_thread(function.fn, **arguments)
         try:
             return await asyncio.wait_for(call, timeout=self.timeout_seconds)
         except TimeoutError:
@@ -193,6 +223,9 @@ class Scorer:
             except _Failure as failure:
                 return [failure] * len(rollouts)
 
+        if not component.function.is_async:
+            return await self._run_sync_in_runs(component, rollouts)
+
         async def one(rollout: Rollout) -> float | VerifierOutcome | None | _Failure:
             try:
                 arguments = _injected_arguments(component.function, component.params, rollout)
@@ -201,6 +234,55 @@ class Scorer:
                 return failure
 
         return list(await asyncio.gather(*(one(rollout) for rollout in rollouts)))
+
+    async def _run_sync_in_runs(
+        self, component: ScoringComponent, rollouts: Sequence[Rollout]
+    ) -> list[float | VerifierOutcome | None | _Failure]:
+        """A sync per-completion function, called for many completions per thread hop.
+
+        A hop costs ~100 us, more than most rules take; so each thread works through its share of
+        the batch in turn, and stops starting new calls after half the timeout. A call that runs
+        past `timeout_seconds` fails alone (its thread is abandoned: Python cannot stop it) and
+        the completions after it go on in a new run.
+        """
+        results: list[Any] = [_NOT_YET] * len(rollouts)
+        pending = list(range(len(rollouts)))
+        runs = max(1, min(_SYNC_RUNS, len(pending)))
+        queues = [pending[i::runs] for i in range(runs)]
+
+        def work(indices: list[int], progress: list[float]) -> None:
+            started = time.monotonic()
+            for index in indices:
+                if time.monotonic() - started > self.timeout_seconds / 2:
+                    return
+                progress[0] = time.monotonic()
+                try:
+                    arguments = _injected_arguments(component.function, component.params, rollouts[index])
+                    results[index] = self._coerce(component, component.function.fn(**arguments))
+                except _Failure as failure:
+                    results[index] = failure
+                except Exception as exc:
+                    results[index] = _Failure(f"raised {type(exc).__name__}: {exc}")
+                progress[0] = math.inf
+
+        async def run(indices: list[int]) -> None:
+            while indices:
+                progress = [math.inf]
+                thread = asyncio.ensure_future(_in_daemon_thread(work, indices, progress))
+                while not thread.done():
+                    await asyncio.wait([thread], timeout=min(1.0, self.timeout_seconds))
+                    if not thread.done() and time.monotonic() - progress[0] > self.timeout_seconds:
+                        break  # the call in progress overran: fail it, go on without this thread
+                unfinished = [i for i in indices if results[i] is _NOT_YET]
+                if not thread.done() and unfinished:
+                    results[unfinished[0]] = _Failure(
+                        f"timed out after {self.timeout_seconds:g}s (rewards.timeout_seconds)"
+                    )
+                    unfinished = unfinished[1:]
+                indices = unfinished
+
+        await asyncio.gather(*(run(q) for q in queues))
+        return results
 
     async def score(self, rollouts: Sequence[Rollout]) -> list[RewardBreakdown]:
         """Score a batch; all components and completions run concurrently."""

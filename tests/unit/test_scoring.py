@@ -140,6 +140,26 @@ def test_a_reward_that_hangs_times_out():
     assert "timed out after 0.2s" in breakdown.errors["test_hangs"]
 
 
+@reward(name="test_sync_hangs_on_slow")
+def _sync_hangs_on_slow(completion: str) -> float:
+    if "slow" in completion:
+        time.sleep(3)
+    return float(len(completion))
+
+
+def test_a_sync_reward_that_hangs_on_one_completion_fails_only_that_one():
+    # Sync rules run many completions per thread; the one that overruns fails alone, the rest go on.
+    scorer = scorer_for(rewards={"functions": [{"function": "test_sync_hangs_on_slow"}], "timeout_seconds": 0.5,
+                                 "on_error": "penalize", "error_penalty": -3})
+    texts = [f"poem {i}" for i in range(20)]
+    texts[3] = "slow poem"
+    started = time.monotonic()
+    breakdowns = scorer.score_sync([rollout(text) for text in texts])
+    assert time.monotonic() - started < 3
+    assert breakdowns[3].total == -3 and "timed out after 0.5s" in breakdowns[3].errors["test_sync_hangs_on_slow"]
+    assert [b.total for i, b in enumerate(breakdowns) if i != 3] == [len(t) for i, t in enumerate(texts) if i != 3]
+
+
 def test_summary_uses_the_neutral_metric_names():
     scorer = scorer_for(verifiers=[{"rule": "mentions_a_cat"}], rewards={
         "functions": [{"function": "contains", "params": {"text": "mat"}}],
