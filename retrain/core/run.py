@@ -15,6 +15,7 @@ from rich.markup import escape
 from retrain.core.config import TrainingConfig
 from retrain.core.errors import ConfigError, ConfigIssue, RetrainError, TrainingFailed
 from retrain.core.progress import ProgressReporter, render_summary, summarize_run
+from retrain.core.provenance import provenance
 from retrain.core.registry import load_backend
 from retrain.core.run_dir import RunDir
 from retrain.core.yaml_source import KeyPath, load_yaml_with_lines
@@ -141,6 +142,7 @@ def run_sync(
     else:
         run_dir = RunDir.create(resolved.training.output_dir, _run_name(resolved))
     run_dir.write_config(resolved.to_yaml_dict(), native.render())
+    run_dir.append_provenance(provenance(resolved.source_path, resumed=resume is not None))
     console.print(f"[bold]retrain[/] {resolved.backend} run -> {escape(str(run_dir.path))}", soft_wrap=True)
     if resolved.task:
         console.print(f"task: {escape(resolved.task)}", highlight=False)

@@ -3,6 +3,7 @@
     <output_dir>/<name>-<YYYYmmdd-HHMMSS>/
         config.yaml          the validated config (structured form)
         native_config.txt    what the backend received (`retrain translate`)
+        provenance.jsonl     versions, command, machine and git commits, one line per start/resume
         metrics.jsonl        one neutral record per logged step
         samples/step_N.jsonl completions with their reward breakdowns
         checkpoints/         the backend's resumable checkpoints
@@ -66,6 +67,11 @@ class RunDir:
         (self.path / "config.yaml").write_text(yaml.safe_dump(config_data, sort_keys=False), encoding="utf-8")
         (self.path / "native_config.txt").write_text(native + "\n", encoding="utf-8")
 
+    def append_provenance(self, record: dict[str, Any]) -> None:
+        writer = JsonlWriter(self.path / "provenance.jsonl")
+        writer.write(record)
+        writer.close()
+
     def write_metrics(self, record: dict[str, Any]) -> None:
         if self._metrics is None:
             self._metrics = JsonlWriter(self.metrics_path)
@@ -83,11 +89,42 @@ class RunDir:
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)
 
+    @property
+    def checkpoint_marker(self) -> Path:
+        """verl's record of its last complete checkpoint; the TRL backend writes it too."""
+        return self.checkpoints_dir / "latest_checkpointed_iteration.txt"
+
+    def mark_checkpoint_complete(self, step: int) -> None:
+        """Record that the checkpoint of `step` is completely written (atomically: temp file, rename)."""
+        tmp = self.checkpoint_marker.with_suffix(".tmp")
+        tmp.write_text(str(step), encoding="utf-8")
+        tmp.replace(self.checkpoint_marker)
+
+    def _last_complete_step(self) -> int | None:
+        try:
+            return int(self.checkpoint_marker.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return None
+
     def checkpoints(self) -> list[Path]:
+        """Complete checkpoints, oldest first. TRL and verl write a checkpoint folder in place, then
+        record its step in `latest_checkpointed_iteration.txt`: a folder past that step was cut off
+        mid-write (a crash, SIGKILL) and is never picked up. Without the marker (an adapter that
+        writes under a temporary name and renames), every folder is complete."""
         if not self.checkpoints_dir.is_dir():
             return []
         found = [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and _CHECKPOINT.search(p.name)]
-        return sorted(found, key=lambda p: int(_CHECKPOINT.search(p.name).group(1)))  # type: ignore[union-attr]
+        last_complete = self._last_complete_step()
+        if last_complete is not None:
+            found = [p for p in found if self.checkpoint_step(p) <= last_complete]
+        return sorted(found, key=self.checkpoint_step)
+
+    def incomplete_checkpoints(self) -> list[Path]:
+        if not self.checkpoints_dir.is_dir():
+            return []
+        complete = set(self.checkpoints())
+        return [p for p in self.checkpoints_dir.iterdir()
+                if p.is_dir() and _CHECKPOINT.search(p.name) and p not in complete]
 
     def latest_checkpoint(self) -> Path | None:
         checkpoints = self.checkpoints()
@@ -101,7 +138,11 @@ class RunDir:
     def set_aside_after(self, step: int) -> int:
         """Before resuming from `step`: move what later steps (about to be redone) wrote aside —
         metrics records to metrics.superseded.jsonl, sample files to samples/superseded/ — so nothing
-        is lost and metrics.jsonl stays one record per step. Returns how many records moved."""
+        is lost and metrics.jsonl stays one record per step; checkpoint folders cut off mid-write go
+        to checkpoints/incomplete/, so the redone step writes a clean one. Returns how many records moved."""
+        for partial in self.incomplete_checkpoints():
+            (self.checkpoints_dir / "incomplete").mkdir(exist_ok=True)
+            partial.replace(self.checkpoints_dir / "incomplete" / f"{partial.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         for sample_file in sorted(self.samples_dir.glob("step_*.jsonl")):
             if int(sample_file.stem.split("_")[1]) > step:
                 (self.samples_dir / "superseded").mkdir(exist_ok=True)

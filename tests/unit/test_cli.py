@@ -50,6 +50,11 @@ def test_run_smoke_tests_any_config_with_the_tiny_model(tmp_path):
     assert run_dir.name.startswith("cat_poem-")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 1 and "reward/mean" in summary["metrics"]
+    (provenance,) = [json.loads(line) for line in (run_dir / "provenance.jsonl").open()]
+    assert provenance["packages"]["trl"] and provenance["packages"]["torch"] and not provenance["resumed"]
+    assert provenance["config_file"].endswith("examples/cat_poem.yaml")
+    git = provenance["git"]["retrain"]
+    assert git is None or len(git["commit"]) == 40  # a git checkout here; an installed wheel has none
 
 
 def test_run_never_overwrites_an_earlier_run_dir(tmp_path):

@@ -62,6 +62,12 @@ class NeutralMetricsCallback(TrainerCallback):
         self._seconds_since_log += time.monotonic() - self._step_started
         self._steps_since_log += 1
 
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # Trainer writes checkpoint-N in place and calls on_save once it is whole: record it, so a
+        # checkpoint cut off mid-write (SIGKILL) is never resumed from (see RunDir.checkpoints).
+        if state.is_world_process_zero:
+            self.run_dir.mark_checkpoint_complete(state.global_step)
+
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not logs or "reward" not in logs or not state.is_world_process_zero:
             return  # the end-of-training summary log, or another rank

@@ -130,4 +130,5 @@ def _save_interrupted(trainer, run_dir: RunDir) -> Path | None:  # type: ignore[
         return latest
     # Trainer's own checkpoint writer: model, optimizer, scheduler, RNG and trainer state.
     trainer._save_checkpoint(trainer.model, trial=None)
+    run_dir.mark_checkpoint_complete(step)
     return run_dir.latest_checkpoint()
