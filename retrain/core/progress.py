@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -21,6 +22,8 @@ class ProgressReporter:
         self._progress: Progress | None = None
         self._task: Any = None
         self.total = 0
+        self.max_completion_tokens: int | None = None  # set by the run: to say when every completion hit it
+        self._warned: set[str] = set()
 
     def start(self, total_steps: int, completed: int = 0, description: str = "training") -> None:
         self.total = total_steps
@@ -53,6 +56,31 @@ class ProgressReporter:
             seconds = record.get("step_seconds")
             timing = f"  {seconds:.1f}s/step" if isinstance(seconds, float) else ""
             self.console.print(f"step {record['step']}/{self.total}  reward {reward_text}{timing}")
+        for key, message in self.warnings(record):
+            if key not in self._warned:  # each kind once: a person reads the first, not the hundredth
+                self._warned.add(key)
+                self.console.print(f"[yellow]warning:[/] {escape(message)}")
+
+    def warnings(self, record: dict[str, Any]) -> list[tuple[str, str]]:
+        """What in a step's record a person should know about: rules that failed, and completions that
+        were all empty or all cut off at the length limit (training on them teaches little)."""
+        found = []
+        step = record.get("step")
+        for key, value in record.items():
+            if key.startswith("errors/") and isinstance(value, int | float) and value > 0:
+                name = key.split("/")[1]
+                found.append((key, f"'{name}' failed on {value:g} completion(s) at step {step}; they were scored "
+                                   "rewards.error_penalty (the reasons are in samples/)"))
+        length = record.get("completion_length/mean")
+        if isinstance(length, int | float) and not math.isnan(length):
+            if length == 0:
+                found.append(("empty", f"every completion at step {step} was empty; check the prompts and the chat "
+                                       "template, or penalise empty answers"))
+            elif self.max_completion_tokens and length >= self.max_completion_tokens:
+                found.append(("truncated", f"every completion at step {step} was cut off at "
+                                           f"algorithm.max_completion_tokens ({self.max_completion_tokens}); raise it "
+                                           "or ask for shorter answers"))
+        return found
 
     def stop(self) -> None:
         if self._progress is not None:

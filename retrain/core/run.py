@@ -148,6 +148,7 @@ def run_sync(
         console.print(f"task: {escape(resolved.task)}", highlight=False)
 
     progress = ProgressReporter(console, enabled=show_progress)
+    progress.max_completion_tokens = resolved.algorithm.max_completion_tokens
     started = time.monotonic()
     status = "failed"
     result = None
