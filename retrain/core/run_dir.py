@@ -96,6 +96,7 @@ class RunDir:
 
     def mark_checkpoint_complete(self, step: int) -> None:
         """Record that the checkpoint of `step` is completely written (atomically: temp file, rename)."""
+        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint_marker.with_suffix(".tmp")
         tmp.write_text(str(step), encoding="utf-8")
         tmp.replace(self.checkpoint_marker)
@@ -109,14 +110,17 @@ class RunDir:
     def checkpoints(self) -> list[Path]:
         """Complete checkpoints, oldest first. TRL and verl write a checkpoint folder in place, then
         record its step in `latest_checkpointed_iteration.txt`: a folder past that step was cut off
-        mid-write (a crash, SIGKILL) and is never picked up. Without the marker (an adapter that
-        writes under a temporary name and renames), every folder is complete."""
+        mid-write (a crash, SIGKILL, a full disk) and is never picked up. The TRL backend writes the
+        marker (0) when a run starts. Without a marker (an adapter that writes under a temporary name
+        and renames), every `checkpoint-N` folder is complete."""
         if not self.checkpoints_dir.is_dir():
             return []
         found = [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and _CHECKPOINT.search(p.name)]
         last_complete = self._last_complete_step()
         if last_complete is not None:
             found = [p for p in found if self.checkpoint_step(p) <= last_complete]
+        else:  # verl always writes the marker after a checkpoint: its folders without one are partial
+            found = [p for p in found if not p.name.startswith("global_step_")]
         return sorted(found, key=self.checkpoint_step)
 
     def incomplete_checkpoints(self) -> list[Path]:

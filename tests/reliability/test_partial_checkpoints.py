@@ -31,6 +31,18 @@ def test_verl_folders_follow_verls_own_marker(tmp_path):
     assert run_dir.latest_checkpoint().name == "global_step_2"
 
 
+def test_verl_folders_without_verls_marker_are_partial(tmp_path):
+    run_dir = make(tmp_path, "global_step_1")
+    assert run_dir.latest_checkpoint() is None
+
+
+def test_a_first_checkpoint_cut_off_is_not_complete_once_the_run_marked_zero(tmp_path):
+    run_dir = make(tmp_path)
+    run_dir.mark_checkpoint_complete(0)  # what the TRL backend does when a run starts
+    (run_dir.checkpoints_dir / "checkpoint-1").mkdir()  # then the disk filled up mid-save
+    assert run_dir.latest_checkpoint() is None
+
+
 def test_without_a_marker_every_renamed_folder_is_complete(tmp_path):
     # Adapters that write under a temporary name and rename (the reference backend) need no marker.
     run_dir = make(tmp_path, "checkpoint-1", "checkpoint-2", ".checkpoint-3.partial", "tmp-checkpoint-3")

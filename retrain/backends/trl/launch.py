@@ -99,6 +99,8 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     checkpoint = run_dir.latest_checkpoint()  # a run dir with checkpoints is being resumed
     if checkpoint is not None:
         run_dir.set_aside_after(RunDir.checkpoint_step(checkpoint))
+    else:
+        run_dir.mark_checkpoint_complete(0)  # from now on a checkpoint counts once on_save records it
     trainer = build_trainer(config, run_dir, progress)
     interrupted = False
     try:
