@@ -118,3 +118,33 @@ def test_verl_sigkill_then_resume_continues_the_steps(tmp_path, write_config):
     killed_at = RunDir.checkpoint_step(RunDir(run_dir).latest_checkpoint())  # type: ignore[arg-type]
     resumed = run_sync(str(path), resume=run_dir, max_steps=STEPS, console=QUIET)
     check_continuity(Path(resumed["run_dir"]), killed_at)
+
+
+@pytest.mark.slow  # verl's trainer on a local Ray, twice (~4 minutes)
+def test_verl_ctrl_c_stops_ray_keeps_the_checkpoints_and_resumes(tmp_path, write_config):
+    config = tiny_config(tmp_path, backend="verl")
+    config["training"]["samples_per_step"] = 0
+    path = write_config(json.dumps(config))
+    output_dir = tmp_path / "interrupted"
+    process = start_run(path, output_dir)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.poll() is None:
+        run_dirs = list(output_dir.iterdir()) if output_dir.is_dir() else []
+        if run_dirs and (latest := RunDir(run_dirs[0]).latest_checkpoint()) and RunDir.checkpoint_step(latest) >= 2:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, process.stderr.read()[-3000:]
+    family = [child.pid for child in psutil.Process(process.pid).children(recursive=True)]
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "interrupted" in stderr and "resume with" in stderr
+    gone, alive = psutil.wait_procs([p for p in map(_process, family) if p is not None], timeout=30)
+    for leftover in alive:  # stop them (by pid) before failing, so that no test leaks processes
+        leftover.kill()
+    assert not alive, f"left running after Ctrl-C: {[p.pid for p in alive]}"
+    (run_dir,) = output_dir.iterdir()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    killed_at = RunDir.checkpoint_step(RunDir(run_dir).latest_checkpoint())  # type: ignore[arg-type]
+    resumed = run_sync(str(path), resume=run_dir, max_steps=STEPS, console=QUIET)
+    check_continuity(Path(resumed["run_dir"]), killed_at)

@@ -213,3 +213,10 @@ def test_gate_floor_without_a_known_range_is_a_config_error_naming_the_reward():
     scorer = scorer_for(verifiers=[{"rule": "mentions_a_cat"}], rewards={
         "functions": [{"function": "test_length_ratio", "bounds": [0, 10]}]})
     assert scorer.gate_floor == 0.0
+
+
+def test_a_bare_false_from_a_verifier_says_how_to_give_a_reason():
+    from retrain.core.verifier import coerce_outcome
+
+    outcome = coerce_outcome(False, "is_short")
+    assert not outcome.passed and outcome.reason == "is_short returned False (return (False, reason) to say why)"
