@@ -17,6 +17,16 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[A-Za-z']+", text)
 
 
+def _found(completion: str, word: str, case_sensitive: bool, whole_word: bool) -> bool:
+    if whole_word:
+        return re.search(rf"\b{re.escape(word)}\b", completion, 0 if case_sensitive else re.IGNORECASE) is not None
+    return word in completion if case_sensitive else word.lower() in completion.lower()
+
+
+def _as_list(text: str | list[str]) -> list[str]:
+    return [text] if isinstance(text, str) else list(text)
+
+
 @verifier
 def is_actually_a_poem(
     completion: str, min_lines: int = 3, max_words_per_line: int = 14, min_short_line_fraction: float = 0.75
@@ -50,9 +60,8 @@ def mentions(completion: str, words: list[str], case_sensitive: bool = False) ->
           - rule: mentions
             params: {words: [moon, stars]}
     """
-    flags = 0 if case_sensitive else re.IGNORECASE
     for word in words:
-        if re.search(rf"\b{re.escape(word)}\b", completion, flags):
+        if _found(completion, word, case_sensitive, whole_word=True):
             return True, f"mentions '{word}'"
     return False, f"mentions none of {list(words)[:6]}"
 
@@ -66,16 +75,6 @@ def mentions_a_cat(completion: str) -> tuple[bool, str]:
           - rule: mentions_a_cat
     """
     return mentions(completion, list(CAT_WORDS))
-
-
-def _found(completion: str, word: str, case_sensitive: bool, whole_word: bool) -> bool:
-    if whole_word:
-        return re.search(rf"\b{re.escape(word)}\b", completion, 0 if case_sensitive else re.IGNORECASE) is not None
-    return word in completion if case_sensitive else word.lower() in completion.lower()
-
-
-def _as_list(text: str | list[str]) -> list[str]:
-    return [text] if isinstance(text, str) else list(text)
 
 
 @reward(bounds=(0.0, 1.0))
