@@ -1,0 +1,46 @@
+"""Every example as a user first runs it: valid, self-describing, and two steps with --model retrain:tiny."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retrain.config_models import TrainingConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+# examples/math.yaml runs its two steps, on both backends, in tests/rewards/test_math_example.py.
+SMOKE = [path for path in EXAMPLES if path.name != "math.yaml"]
+
+
+def test_there_are_examples():
+    assert len(EXAMPLES) >= 5
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_is_valid_and_says_what_it_teaches(path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # examples name their data and modules relative to the repository root
+    monkeypatch.syspath_prepend(str(ROOT))
+    text = path.read_text(encoding="utf-8")
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert text.startswith("#") and len(header) >= 3, f"{path.name}: start with a comment saying what it teaches"
+    assert any("teaches" in line or "What" in line for line in header), path.name
+    assert "retrain:tiny" in text, f"{path.name}: the header should give the smoke-test command"
+    TrainingConfig.from_yaml(path)
+
+
+@pytest.mark.parametrize("path", SMOKE, ids=lambda p: p.name)
+def test_example_runs_two_steps_on_the_tiny_model(path, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "retrain.cli", "run", str(path), "--model", "retrain:tiny", "--max-steps", "2",
+         "--output-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = tmp_path.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 2
