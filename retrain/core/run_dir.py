@@ -139,14 +139,38 @@ class RunDir:
         match = _CHECKPOINT.search(checkpoint.name)
         return int(match.group(1)) if match else 0
 
+    def prepare_resume(self) -> Path | None:
+        """Before a backend trains in this run dir: the checkpoint to resume from, or None to start at
+        step 0, with everything written after it set aside (`set_aside_after`).
+
+        That is the latest complete checkpoint whose step has its metrics record: verl saves a step's
+        checkpoint before it logs the step, so a run killed in between has the checkpoint of step N
+        but no record of it; resuming from it would leave step N out of metrics.jsonl for good. Such a
+        run resumes from the checkpoint before, and redoes step N."""
+        checkpoints = self.checkpoints()
+        if not checkpoints and not self.incomplete_checkpoints():
+            return None
+        logged = max((r.get("step", 0) for r in self.metrics()), default=0)
+        usable = [c for c in checkpoints if self.checkpoint_step(c) <= logged]
+        checkpoint = usable[-1] if usable else None
+        self.set_aside_after(self.checkpoint_step(checkpoint) if checkpoint else 0)
+        return checkpoint
+
     def set_aside_after(self, step: int) -> int:
         """Before resuming from `step`: move what later steps (about to be redone) wrote aside —
         metrics records to metrics.superseded.jsonl, sample files to samples/superseded/ — so nothing
         is lost and metrics.jsonl stays one record per step; checkpoint folders cut off mid-write go
-        to checkpoints/incomplete/, so the redone step writes a clean one. Returns how many records moved."""
+        to checkpoints/incomplete/, later complete ones to checkpoints/superseded/, so the redone steps
+        write clean ones. Returns how many records moved."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
         for partial in self.incomplete_checkpoints():
             (self.checkpoints_dir / "incomplete").mkdir(exist_ok=True)
-            partial.replace(self.checkpoints_dir / "incomplete" / f"{partial.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+            partial.replace(self.checkpoints_dir / "incomplete" / f"{partial.name}-{stamp}")
+        for later_checkpoint in [c for c in self.checkpoints() if self.checkpoint_step(c) > step]:
+            (self.checkpoints_dir / "superseded").mkdir(exist_ok=True)
+            later_checkpoint.replace(self.checkpoints_dir / "superseded" / f"{later_checkpoint.name}-{stamp}")
+        if self._last_complete_step() is not None:
+            self.mark_checkpoint_complete(step)
         for sample_file in sorted(self.samples_dir.glob("step_*.jsonl")):
             if int(sample_file.stem.split("_")[1]) > step:
                 (self.samples_dir / "superseded").mkdir(exist_ok=True)

@@ -53,3 +53,34 @@ def test_a_torn_marker_is_no_marker(tmp_path):
     run_dir = make(tmp_path, "checkpoint-1")
     run_dir.checkpoint_marker.write_text("")
     assert run_dir.latest_checkpoint().name == "checkpoint-1"
+
+
+def write_metrics(run_dir: RunDir, steps: list[int]) -> None:
+    for step in steps:
+        run_dir.write_metrics({"step": step})
+    run_dir.close()
+
+
+def test_resume_skips_a_checkpoint_whose_step_was_never_logged(tmp_path):
+    # verl saves step N's checkpoint, then logs step N: killed in between, step N has no record.
+    run_dir = make(tmp_path, "global_step_1", "global_step_2")
+    run_dir.mark_checkpoint_complete(2)
+    write_metrics(run_dir, [1])
+    checkpoint = run_dir.prepare_resume()
+    assert checkpoint is not None and checkpoint.name == "global_step_1"  # step 2 is redone, and logged
+    assert run_dir.latest_checkpoint().name == "global_step_1"
+    assert run_dir.checkpoint_marker.read_text() == "1"
+    (moved,) = (run_dir.checkpoints_dir / "superseded").iterdir()
+    assert moved.name.startswith("global_step_2-")
+
+
+def test_resume_from_the_latest_logged_checkpoint(tmp_path):
+    run_dir = make(tmp_path, "checkpoint-1", "checkpoint-2")
+    run_dir.mark_checkpoint_complete(2)
+    write_metrics(run_dir, [1, 2, 3])  # step 3 logged, its checkpoint never written
+    assert run_dir.prepare_resume().name == "checkpoint-2"
+    assert [r["step"] for r in run_dir.metrics()] == [1, 2]
+
+
+def test_a_fresh_run_dir_has_nothing_to_resume(tmp_path):
+    assert RunDir(tmp_path).prepare_resume() is None

@@ -96,10 +96,8 @@ def build_trainer(  # type: ignore[no-untyped-def]
 
 def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -> TrainResult:
     _quiet_libraries()
-    checkpoint = run_dir.latest_checkpoint()  # a run dir with checkpoints is being resumed
-    if checkpoint is not None:
-        run_dir.set_aside_after(RunDir.checkpoint_step(checkpoint))
-    else:
+    checkpoint = run_dir.prepare_resume()  # a run dir with checkpoints is being resumed
+    if checkpoint is None:
         run_dir.mark_checkpoint_complete(0)  # from now on a checkpoint counts once on_save records it
     trainer = build_trainer(config, run_dir, progress)
     interrupted = False

@@ -8,6 +8,7 @@ from the Scorer breakdowns the reward workers appended since the previous step.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import importlib
 import importlib.util
@@ -207,9 +208,19 @@ class MetricsWatcher(threading.Thread):
         self.started_at = time.monotonic()
         self.last_step = first_step
 
+    # Set by `train` when rewards.on_error is 'fail' and it runs in the main thread: verl drops a
+    # trajectory whose reward raised and trains on the rest, so the watcher stops the run itself at
+    # the first reward failure (interrupting the main thread, the one waiting on verl).
+    errors_offset: int | None = None
+    reward_failure: str | None = None
+
     def run(self) -> None:
         while not self.stop_event.wait(0.5):
             self.poll()
+            if self.errors_offset is not None and (errors := _new_reward_errors(self.run_dir, self.errors_offset)):
+                self.reward_failure = errors[0]
+                _thread.interrupt_main()  # raises KeyboardInterrupt in `train`, which reports the failure
+                return
         self.poll()
 
     def _new_lines(self, path: Path, offset: int) -> tuple[list[str], int]:
@@ -259,10 +270,8 @@ class MetricsWatcher(threading.Thread):
 def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -> TrainResult:
     import ray
 
-    checkpoint = run_dir.latest_checkpoint()
+    checkpoint = run_dir.prepare_resume()  # verl's resume_mode 'auto' then finds it through its marker
     first_step = RunDir.checkpoint_step(checkpoint) if checkpoint else 0
-    if checkpoint is not None:
-        run_dir.set_aside_after(first_step)
     (run_dir.path / "verl").mkdir(exist_ok=True)
     raw_metrics = run_dir.path / "verl" / "metrics.raw.jsonl"
     if raw_metrics.exists():  # verl's file logger truncates it on every start: keep the earlier run's lines
@@ -306,12 +315,22 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
                              config.training.samples_per_step,
                              config.algorithm.prompts_per_step * config.algorithm.group_size)
     errors_seen = _reward_errors_file(run_dir).stat().st_size if _reward_errors_file(run_dir).exists() else 0
+    if config.rewards.on_error == "fail" and threading.current_thread() is threading.main_thread():
+        watcher.errors_offset = errors_seen  # else (`await run()`: a worker thread) it fails when verl returns
     progress.start(config.algorithm.max_steps, completed=first_step)
     watcher.start()
     try:
         # verl prints its Ray settings and more to stdout; retrain's console is stderr, the rest is kept.
         with (run_dir.path / "verl" / "driver.log").open("a") as log, contextlib.redirect_stdout(log):
             run_ppo(composed, task_runner_class=TaskRunnerV1)
+        if config.rewards.on_error == "fail" and (errors := _new_reward_errors(run_dir, errors_seen)):
+            raise RewardError(errors[0])  # failed on some completions only: verl trained on the rest
+    except KeyboardInterrupt:
+        if watcher.reward_failure is not None:
+            raise RewardError(watcher.reward_failure) from None
+        raise
+    except RewardError:
+        raise
     except Exception as exc:
         if errors := _new_reward_errors(run_dir, errors_seen):
             raise RewardError(errors[0]) from exc  # the cause, not verl's "no materializable trajectories"
