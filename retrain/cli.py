@@ -25,8 +25,12 @@ BackendOption = Annotated[str | None, typer.Option("--backend", help="Override `
 ModelOption = Annotated[str | None, typer.Option("--model", help="Override the model (e.g. retrain:tiny).")]
 
 
-def _fail(exc: BaseException) -> None:
+def _fail(exc: BaseException, config: Path | None = None) -> None:
     if isinstance(exc, ConfigError):
+        if config is not None:
+            from retrain.core.config import locate
+
+            exc = locate(exc, config)
         console.print(f"[red]error:[/] {escape(exc.render())}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -43,9 +47,12 @@ def run(
     resume: Annotated[Path | None, typer.Option("--resume", help="A run directory to resume.")] = None,
 ) -> None:
     """Train: writes a new run directory (metrics, samples, checkpoints, model) and prints a summary."""
-    from retrain.core.run import run_sync
+    from retrain.core.run import load_config, run_sync
+    from retrain.data import check_source
 
     try:
+        # A missing data file or column is found now, before a run directory or the libraries are set up.
+        check_source(load_config(config, backend=backend, model=model, max_steps=max_steps, output_dir=output_dir).data)
         summary = run_sync(
             config, backend=backend, model=model, max_steps=max_steps, output_dir=output_dir, resume=resume,
             console=console,
@@ -54,7 +61,7 @@ def run(
         console.print("[yellow]interrupted[/]: checkpoints and metrics so far are kept")
         raise typer.Exit(130) from None
     except RetrainError as exc:
-        _fail(exc)
+        _fail(exc, config)
     else:
         if summary["status"] != "completed":
             raise typer.Exit(1)
@@ -62,13 +69,15 @@ def run(
 
 @app.command()
 def validate(config: ConfigPath, backend: BackendOption = None, model: ModelOption = None) -> None:
-    """Check a config without training; exits non-zero with every problem found."""
+    """Check a config without training, and its data file; exits non-zero with every problem found."""
     from retrain.core.run import load_config
+    from retrain.data import check_source
 
     try:
         resolved = load_config(config, backend=backend, model=model)
+        check_source(resolved.data)
     except RetrainError as exc:
-        _fail(exc)
+        _fail(exc, config)
     else:
         console.print(f"[green]ok[/]: {escape(str(config))} is valid for backend '{resolved.backend}'")
 
@@ -83,7 +92,7 @@ def translate(config: ConfigPath, backend: BackendOption = None, model: ModelOpt
         resolved = load_config(config, backend=backend, model=model)
         native = load_backend(resolved.backend).translate(resolved)
     except RetrainError as exc:
-        _fail(exc)
+        _fail(exc, config)
     else:
         print(native.render())
 
@@ -110,7 +119,7 @@ def compare(
         console.print("[yellow]interrupted[/]: the runs so far and their report are kept")
         raise typer.Exit(130) from None
     except RetrainError as exc:
-        _fail(exc)
+        _fail(exc, config)
     else:
         if result.failed:
             console.print(f"[red]failed:[/] {', '.join(result.failed)}")

@@ -28,7 +28,15 @@ def _read_source(data: DataConfig) -> list[dict[str, Any]]:
             return list(datasets.load_dataset(name, split=data.split))
         except Exception as exc:  # hub errors, unknown split, no network
             raise _issue("source", f"cannot load Hugging Face dataset '{name}' (split '{data.split}'): {exc}") from None
-    path = Path(data.source).expanduser()
+    try:
+        return _read_file(Path(data.source).expanduser())
+    except (OSError, RuntimeError, ValueError) as exc:  # unreadable, not UTF-8, not parquet, '~user' unknown
+        problem = str(exc).rstrip(".")
+        raise _issue("source", f"cannot read '{data.source}': {problem}; give a readable .jsonl, .json or .parquet "
+                               "file (UTF-8 text for JSON)") from None
+
+
+def _read_file(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         raise _issue("source", f"file '{path}' does not exist; give a .jsonl, .json or .parquet file, or 'hf:<name>'")
     suffix = path.suffix.lower()
@@ -40,21 +48,31 @@ def _read_source(data: DataConfig) -> list[dict[str, Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise _issue("source", f"{path}:{number}: not valid JSON ({exc.msg})") from None
+                raise _issue("source", f"{path}:{number}: not valid JSON ({exc.msg}); fix that line") from None
             if not isinstance(row, dict):
-                raise _issue("source", f"{path}:{number}: each line must be a JSON object")
+                raise _issue("source", f"{path}:{number}: each line must be a JSON object, like {{\"prompt\": ...}}")
             rows.append(row)
         return rows
     if suffix == ".json":
-        loaded = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise _issue("source", f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file") from None
         if not isinstance(loaded, list) or not all(isinstance(r, dict) for r in loaded):
-            raise _issue("source", f"{path}: a .json source must be a list of objects")
+            raise _issue("source", f"{path}: a .json source must be a list of objects, like [{{\"prompt\": \"...\"}}]")
         return loaded
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         return pq.read_table(path).to_pylist()
     raise _issue("source", f"unsupported file type '{suffix}'; use .jsonl, .json or .parquet")
+
+
+def check_source(data: DataConfig) -> None:
+    """Read a local data source now, so that a missing file, a bad line or a missing column is reported
+    before a run starts. 'hf:' datasets are left to the run: loading them may need the network."""
+    if data.source is None or not data.source.startswith("hf:"):
+        load_rows(data)
 
 
 def load_rows(data: DataConfig) -> list[dict[str, Any]]:

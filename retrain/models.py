@@ -42,11 +42,16 @@ def check_model_reference(name: str) -> str | None:
         if name not in BUILTIN_MODELS:
             return f"unknown built-in model '{name}'; built-ins: {', '.join(BUILTIN_MODELS)}"
         return None
-    path = Path(name).expanduser()
-    if path.exists():
-        if not path.is_dir() or not (path / "config.json").exists():
-            return f"'{name}' exists but is not a model folder (no config.json in it)"
-        return None
+    builtins = ", ".join(BUILTIN_MODELS)
+    try:
+        path = Path(name).expanduser()
+        if path.exists():
+            if not path.is_dir() or not (path / "config.json").exists():
+                return (f"'{name}' exists but is not a model folder (no config.json in it); give the folder a "
+                        f"Hugging Face model was saved to, or a built-in: {builtins}")
+            return None
+    except (OSError, RuntimeError) as exc:  # a name too long for a path, '~user/...' for an unknown user
+        return f"model '{name}' is not a usable path ({exc}); check the path, or use a built-in: {builtins}"
     looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
     if looks_like_path or not _HUB_ID.match(name):
         return (f"model '{name}' is neither a local folder that exists nor a hub id like 'org/name'; "

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import reprlib
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -39,8 +41,16 @@ class ScoredSpec(NamedTuple):
     bounds: tuple[float, float] | None
 
 
+class _FieldValueError(ValueError):
+    """A ValueError about one field, raised where pydantic cannot tell which (a mode="before" validator)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str):
+        super().__init__(message)
+        self.loc = loc
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class LoraConfig(_Strict):
@@ -393,17 +403,20 @@ class TrainingConfig(_Strict):
                 if existing is None:
                     existing = node[part] = {}
                 elif not isinstance(existing, dict):
-                    raise ValueError(f"`{alias}` sets {'.'.join(target)}, but `{part}` is not a mapping")
+                    raise _FieldValueError(
+                        (part,), f"`{alias}` sets {'.'.join(target)}, but `{part}` is not a mapping; use one of them"
+                    )
                 else:
                     existing = node[part] = dict(existing)
                 node = existing
             if target[-1] in node:
-                raise ValueError(f"`{alias}` and `{'.'.join(target)}` both given; keep one")
+                raise _FieldValueError((alias,), f"`{alias}` and `{'.'.join(target)}` both given; keep one")
             node[target[-1]] = value
         if isinstance(data.get("rewards"), list):
-            raise ValueError(
+            raise _FieldValueError(
+                ("rewards",),
                 "`rewards` is a mapping: put reward functions under `rewards.functions` "
-                "and penalties under `rewards.constraints`"
+                "and penalties under `rewards.constraints`",
             )
         return data
 
@@ -416,15 +429,20 @@ class TrainingConfig(_Strict):
 
     @model_validator(mode="after")
     def _names_unique(self) -> TrainingConfig:
-        names = [v.display_name for v in self.verifiers]
-        names += [r.display_name for r in self.rewards.functions] + [c.display_name for c in self.rewards.constraints]
+        named: list[tuple[tuple[str | int, ...], str]] = [
+            (("verifiers", i), v.display_name) for i, v in enumerate(self.verifiers)
+        ]
+        named += [(("rewards", "functions", i), r.display_name) for i, r in enumerate(self.rewards.functions)]
+        named += [(("rewards", "constraints", i), c.display_name) for i, c in enumerate(self.rewards.constraints)]
         if self.rewards.goal:
-            names.append("goal")
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(
-                f"reward/verifier names must be unique, {duplicates} repeat; give one of them a `name:`"
-            )
+            named.append((("rewards", "goal"), "goal"))
+        seen: set[str] = set()
+        for loc, name in named:
+            if name in seen:
+                raise _FieldValueError(
+                    loc, f"reward/verifier names must be unique, '{name}' repeats; give one of them a `name:`"
+                )
+            seen.add(name)
         return self
 
     def gate_issues(self) -> list[ConfigIssue]:
@@ -492,6 +510,24 @@ class TrainingConfig(_Strict):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+def locate(error: ConfigError, path: str | Path) -> ConfigError:
+    """`error` pointed at the config file: for problems found after loading it (reading the data, resuming),
+    whose issues name a field but not the file or line."""
+    if error.source is not None:
+        return error
+    try:
+        data, lines = load_yaml_with_lines(path)
+    except ConfigError:
+        return error
+    if not isinstance(data, dict):
+        return error
+    issues = [
+        issue if issue.line else ConfigIssue(issue.field, _line_for(_loc_of(issue.field), data, lines), issue.message)
+        for issue in error.issues
+    ]
+    return ConfigError(issues, source=str(path))
+
+
 # -- error rendering -------------------------------------------------------------------------
 
 
@@ -537,6 +573,11 @@ def _line_for(loc: tuple[str | int, ...], data: dict[str, Any], lines: dict[KeyP
             candidates.append((alias, *loc[len(target) :]))
         if alias in data and loc == target[:-1]:
             candidates.append((alias,))
+    # A key with dots in it (backend_options.verl.<dotted.override>) reads as several parts of the field.
+    candidates += [(*loc[:i], ".".join(map(str, loc[i:]))) for i in range(1, len(loc) - 1)]
+    for candidate in candidates:
+        if candidate in lines:
+            return lines[candidate]
     for candidate in candidates:
         for end in range(len(candidate), -1, -1):
             line = lines.get(candidate[:end])
@@ -548,6 +589,9 @@ def _line_for(loc: tuple[str | int, ...], data: dict[str, Any], lines: dict[KeyP
 _EXPECTED = {
     "int_parsing": "a whole number",
     "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "finite_number": "a finite number",
+    "string_too_short": "text that is not empty",
     "float_parsing": "a number",
     "float_type": "a number",
     "bool_parsing": "true or false",
@@ -560,16 +604,54 @@ _EXPECTED = {
 }
 
 
+# Values in messages are shortened: a config can hold long text, or a YAML alias that expands hugely.
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 80
+_short.maxlist = _short.maxdict = _short.maxtuple = _short.maxset = 6
+_short.maxlevel = 3
+
+
+def _data_loc(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
+    """The error's location without the union members pydantic names in it ('list[str]'), keeping keys of
+    the data (which may hold '[' too)."""
+    kept: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(part, str) and "[" in part:
+            continue
+        else:
+            node = None
+        kept.append(part)
+    return tuple(kept)
+
+
 def _issues_from_validation(
     exc: ValidationError, data: dict[str, Any], lines: dict[KeyPath, int]
 ) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     for error in exc.errors():
-        loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and "[" in part))
-        field = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[") or None
+        loc = _data_loc(error["loc"], data)
         kind = error["type"]
-        got = error.get("input")
-        if kind == "extra_forbidden":
+        if isinstance(error.get("ctx", {}).get("error"), _FieldValueError):
+            loc = (*loc, *error["ctx"]["error"].loc)
+        got = "an empty value" if error.get("input") is None else _short.repr(error.get("input"))
+        line = None
+        if kind == "invalid_key":  # a key that is not text (a number, true, null): name the mapping holding it
+            loc = loc[:-1]
+            line = lines.get((*loc, str(error.get("input"))))
+        elif kind == "missing" and len(loc) > 1 and loc[-2] == "bounds":
+            loc = loc[:-1]  # an item missing from [low, high]: name the pair
+        field = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[") or None
+        if kind == "invalid_key":
+            message = (f"the key {error.get('input')!r} is not a name; field names are text "
+                       "(a number, true/false or null as a key is probably a mistake)")
+        elif loc and loc[-1] == "bounds" and kind in ("missing", "too_long"):
+            message = f"got {got}, expected two numbers: [low, high]"
+        elif kind == "extra_forbidden":
             model = _model_at(loc)
             allowed = list(model.model_fields) if model else []
             if model is TrainingConfig:
@@ -580,16 +662,18 @@ def _issues_from_validation(
         elif kind == "missing":
             model = _model_at(loc)
             description = model.model_fields[str(loc[-1])].description if model else None
-            message = "required field is missing" + (f" ({description})" if description else "")
+            message = f"required field is missing; add `{loc[-1]}:`" + (f" ({description})" if description else "")
         elif kind == "literal_error":
-            message = f"got {got!r}, expected one of {error['ctx']['expected']}"
+            message = f"got {got}, expected one of {error['ctx']['expected']}"
+        elif kind == "string_type" and isinstance(error.get("input"), int | float | date):
+            message = f"got {got}, expected text; put it in quotes if you mean the text {str(error.get('input'))!r}"
         elif kind in _EXPECTED:
-            message = f"got {got!r}, expected {_EXPECTED[kind]}"
+            message = f"got {got}, expected {_EXPECTED[kind]}"
         elif kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
-            message = f"got {got!r}: {error['msg'].lower()}"
+            message = f"got {got}: {error['msg'].lower()}"
         elif kind == "value_error":
             message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
         else:
             message = error["msg"]
-        issues.append(ConfigIssue(field, _line_for(loc, data, lines), message))
+        issues.append(ConfigIssue(field, line or _line_for(loc, data, lines), message))
     return issues

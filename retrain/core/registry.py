@@ -152,15 +152,15 @@ def import_attribute(reference: str, what: str) -> Any:
     except Exception as exc:  # user code raising on import: say which and why
         raise ValueError(
             f"importing module '{module_name}' for {what} '{reference}' raised "
-            f"{type(exc).__name__}: {exc}"
+            f"{type(exc).__name__}: {exc}; fix the module (`python -c 'import {module_name}'` shows where)"
         ) from None
     try:
         return getattr(module, attribute)
     except AttributeError:
         names = [n for n in dir(module) if not n.startswith("_")]
         close = difflib.get_close_matches(attribute, names, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ValueError(f"module '{module_name}' has no attribute '{attribute}'{hint}") from None
+        hint = f"did you mean '{close[0]}'?" if close else "check the name after the ':'"
+        raise ValueError(f"module '{module_name}' has no attribute '{attribute}'; {hint}") from None
 
 
 # -- backends ------------------------------------------------------------------------------

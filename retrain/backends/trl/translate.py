@@ -80,7 +80,7 @@ def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
         from trl import GRPOConfig
 
         known = {f.name for f in dataclasses.fields(GRPOConfig)}
-        for key in options:
+        for key, value in options.items():
             if key in _OWNED:
                 issues.append(ConfigIssue(
                     f"backend_options.trl.{key}", None, f"set this through `{_OWNED[key]}` instead"
@@ -89,7 +89,34 @@ def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 issues.append(ConfigIssue(f"backend_options.trl.{key}", None, f"not a GRPOConfig field{hint}"))
+            elif key == "model_init_kwargs" and not isinstance(value, dict):
+                issues.append(ConfigIssue(
+                    f"backend_options.trl.{key}", None, f"got {value!r}, expected a mapping (merged with model.dtype)"
+                ))
+            else:
+                expected = _type_problem(GRPOConfig, key, value)
+                if expected:
+                    issues.append(ConfigIssue(
+                        f"backend_options.trl.{key}", None, f"got {value!r}, expected {expected} (GRPOConfig.{key})"
+                    ))
     return issues
+
+
+def _type_problem(config_class: type, field: str, value: Any) -> str | None:
+    """The type a GRPOConfig field needs, if `value` is not of it (TRL itself does not check: a wrong type
+    would be used as is, or fail when training starts)."""
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        annotation = typing.get_type_hints(config_class)[field]
+        TypeAdapter(annotation).validate_python(value, strict=True)
+    except ValidationError:
+        return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    except Exception:  # noqa: BLE001 - a type pydantic cannot check: leave it to TRL
+        return None
+    return None
 
 
 def _precision(config: TrainingConfig, cuda: bool, bf16_supported: bool) -> tuple[dict[str, Any], list[str]]:

@@ -28,6 +28,7 @@ The mapping (also in docs/backends.md):
 from __future__ import annotations
 
 import contextlib
+import difflib
 import io
 import os
 import warnings
@@ -67,7 +68,65 @@ def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
         issues.append(ConfigIssue(
             "training.log_every", None, "verl logs every step; remove training.log_every (or set 1)"
         ))
+    if config.backend_options.get("verl") and not issues:
+        issues += _check_options(config)
     return issues
+
+
+def _check_options(config: TrainingConfig) -> list[ConfigIssue]:
+    """`backend_options.verl` are Hydra overrides: compose them now (as `translate` will), so that a key verl
+    does not have, or a value it rejects, is a config error rather than a crash when the run starts."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from retrain.backends.verl.launch import machine_overrides
+
+    parser = OverridesParser.create()
+    issues = []
+    for key, value in config.backend_options["verl"].items():
+        if isinstance(value, dict):
+            issues.append(ConfigIssue(
+                f"backend_options.verl.{key}", None,
+                f"a mapping is not one override; give its keys one by one, as '{key}.{next(iter(value), 'name')}: ...'",
+            ))
+            continue
+        try:
+            parser.parse_overrides([f"{key}={_value(value)}"])
+        except HydraException as exc:
+            message = " ".join(str(exc).split())
+            issues.append(ConfigIssue(
+                f"backend_options.verl.{key}", None, f"not a valid Hydra override ({message}); check the value"
+            ))
+    if issues:
+        return issues
+    hardware = machine_overrides(config)
+    keys = set(_dotted_keys(OmegaConf.to_container(compose(algorithm_overrides(config) + hardware))))
+    for key in config.backend_options["verl"]:
+        if key.startswith("+"):  # '+key=value' adds a key verl does not define; Hydra checks the rest
+            continue
+        if key.removeprefix("~") not in keys and not any(known.startswith(f"{key}.") for known in keys):
+            close = difflib.get_close_matches(key, sorted(keys), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            issues.append(ConfigIssue(
+                f"backend_options.verl.{key}", None,
+                f"not a key of verl's ppo_trainer config{hint} (to add a key verl does not define, write '+{key}')",
+            ))
+    if issues:
+        return issues
+    try:
+        translate_config(config, hardware_overrides=hardware)
+    except (HydraException, OmegaConfBaseException, AssertionError, ValueError) as exc:
+        message = " ".join(str(exc).split())
+        issues.append(ConfigIssue("backend_options.verl", None, f"verl rejects these options: {message}"))
+    return issues
+
+
+def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict) and node:
+        return [key for name, value in node.items() for key in _dotted_keys(value, f"{prefix}{name}.")]
+    return [prefix.rstrip(".")]
 
 
 def algorithm_overrides(config: TrainingConfig) -> list[str]:
