@@ -169,7 +169,8 @@ def main() -> None:
     print(f"\n{'measure':32} {'measured':24} {'ratio':>8}  target")
     for name, measured, ratio, target in rows:
         print(f"{name:32} {measured:24} {ratio:>8}  {target}")
-    print(f"\nrule scoring throughput: {args.batch / rules:,.0f} completions/s")
+    print(f"\nrule scoring throughput: {args.batch / rules:,.0f} completions/s; code reward: "
+          f"{args.programs / parallel_code:.1f} programs/s (3 tests each) in parallel")
 
 
 if __name__ == "__main__":
