@@ -10,7 +10,7 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 @verifier
-def correct_answer(messages: list[dict], answer: float) -> bool:
+def final_number_is_correct(messages: list[dict], answer: float) -> bool:
     """The last number in the model's final turn equals the dataset's answer (tool output does not count)."""
     turns = [m["content"] for m in messages if m["role"] == "assistant"]
     numbers = _NUMBER.findall(turns[-1]) if turns else []

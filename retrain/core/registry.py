@@ -11,6 +11,7 @@ import difflib
 import importlib
 import importlib.metadata
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -72,7 +73,24 @@ def _load_builtins() -> None:
         importlib.import_module("retrain.rewards")
 
 
+def _is_builtin(function: ScoringFunction) -> bool:
+    return getattr(function.fn, "__module__", "").startswith("retrain.rewards.")
+
+
 def register(function: ScoringFunction) -> None:
+    existing = _FUNCTIONS[function.kind].get(function.name)
+    if existing is not None and _is_builtin(existing) != _is_builtin(function):
+        # A name in YAML (`rule: correct_answer`) means the built-in in every config of the process,
+        # whichever was imported first; the user's function stays reachable by its import path.
+        user = existing if _is_builtin(function) else function
+        warnings.warn(
+            f"@{user.kind} '{user.name}' in {user.fn.__module__} has the name of a built-in, which the name keeps "
+            f"meaning: refer to yours as '{user.fn.__module__}:{user.fn.__name__}' or register it under another "
+            f"name (@{user.kind}(name=...))",
+            stacklevel=4,
+        )
+        if user is function:
+            return
     _FUNCTIONS[function.kind][function.name] = function
 
 

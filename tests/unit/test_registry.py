@@ -54,3 +54,21 @@ def test_the_builtin_backends_are_registered_through_the_entry_point_group(name)
 def test_an_unknown_backend_lists_the_available_ones():
     with pytest.raises(ValueError, match="available: trl, verl"):
         load_backend("torchforge")
+
+
+def test_a_user_function_named_like_a_builtin_does_not_replace_it():
+    import warnings
+
+    from retrain.core.registry import resolve_function, verifier
+
+    builtin = resolve_function("correct_answer", "verifier")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
+        @verifier
+        def correct_answer(completion: str) -> bool:
+            return True
+
+    assert resolve_function("correct_answer", "verifier") is builtin
+    assert "has the name of a built-in" in str(caught[0].message)
+    assert correct_answer.__retrain__.fn is correct_answer  # still usable by its import path
