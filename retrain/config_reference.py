@@ -9,7 +9,6 @@ schema), and which built-in backends honour it (from their declared `Capabilitie
 
 from __future__ import annotations
 
-import sys
 import types
 import typing
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from pydantic_core import PydanticUndefined
 
 from retrain.core.backend import Capabilities
 from retrain.core.config import ALIASES, TrainingConfig
+from retrain.core.generated_docs import write_or_check
 from retrain.core.registry import BUILTIN_BACKENDS, load_backend
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "config.md"
@@ -144,16 +144,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    text = render()
-    if "--check" in argv:
-        if not OUTPUT.exists() or OUTPUT.read_text(encoding="utf-8") != text:
-            print(f"{OUTPUT} is stale: run `python -m retrain.config_reference`", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT}")
-    return 0
+    return write_or_check(OUTPUT, render(), "python -m retrain.config_reference", argv)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ holding an indented YAML snippet. The snippets are validated as real configs by 
 from __future__ import annotations
 
 import inspect
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+from retrain.core.generated_docs import write_or_check
 from retrain.core.registry import Kind, ScoringFunction, registered_names, resolve_function
 
 FAMILIES = {
@@ -165,16 +165,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    text = render()
-    if "--check" in argv:
-        if not OUTPUT.exists() or OUTPUT.read_text(encoding="utf-8") != text:
-            print(f"{OUTPUT} is stale: run `python -m retrain.rewards.docs`", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT} ({len(builtin_docs())} built-ins)")
-    return 0
+    return write_or_check(OUTPUT, render(), "python -m retrain.rewards.docs", argv)
 
 
 if __name__ == "__main__":
