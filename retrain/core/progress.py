@@ -59,7 +59,7 @@ class ProgressReporter:
         for key, message in self.warnings(record):
             if key not in self._warned:  # each kind once: a person reads the first, not the hundredth
                 self._warned.add(key)
-                self.console.print(f"[yellow]warning:[/] {escape(message)}")
+                self.console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
     def warnings(self, record: dict[str, Any]) -> list[tuple[str, str]]:
         """What in a step's record a person should know about: rules that failed, and completions that
