@@ -99,9 +99,21 @@ def _in_daemon_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyn
     return future
 
 
+@dataclass
+class _SyncRun:
+    """One thread's pass over its share of a batch (see `Scorer._run_sync_in_runs`)."""
+
+    call_started: float = math.inf  # when the call in progress started; inf between calls
+    abandoned: bool = False  # set once its call overran: later results of this thread are dropped
+
+
 class _Failure(Exception):
     def __init__(self, message: str):
         self.message = message
+
+    @classmethod
+    def raised(cls, exc: Exception) -> _Failure:
+        return cls(f"raised {type(exc).__name__}: {exc}")
 
 
 def _injected_arguments(function: ScoringFunction, params: dict[str, Any], rollout: Rollout) -> dict[str, Any]:
@@ -200,7 +212,7 @@ class Scorer:
         except _Failure:
             raise
         except Exception as exc:
-            raise _Failure(f"raised {type(exc).__name__}: {exc}") from exc
+            raise _Failure.raised(exc) from exc
 
     def _coerce(self, component: ScoringComponent, value: Any) -> float | VerifierOutcome | None:
         try:
@@ -249,36 +261,43 @@ class Scorer:
         pending = list(range(len(rollouts)))
         runs = max(1, min(_SYNC_RUNS, len(pending)))
         queues = [pending[i::runs] for i in range(runs)]
+        lock = threading.Lock()  # an abandoned thread whose call returns late must not overwrite the timeout
 
-        def work(indices: list[int], progress: list[float]) -> None:
+        def work(indices: list[int], state: _SyncRun) -> None:
             started = time.monotonic()
             for index in indices:
                 if time.monotonic() - started > self.timeout_seconds / 2:
                     return
-                progress[0] = time.monotonic()
+                state.call_started = time.monotonic()
                 try:
                     arguments = _injected_arguments(component.function, component.params, rollouts[index])
-                    results[index] = self._coerce(component, component.function.fn(**arguments))
+                    value: Any = self._coerce(component, component.function.fn(**arguments))
                 except _Failure as failure:
-                    results[index] = failure
+                    value = failure
                 except Exception as exc:
-                    results[index] = _Failure(f"raised {type(exc).__name__}: {exc}")
-                progress[0] = math.inf
+                    value = _Failure.raised(exc)
+                with lock:
+                    if state.abandoned:
+                        return
+                    results[index] = value
+                state.call_started = math.inf
 
         async def run(indices: list[int]) -> None:
             while indices:
-                progress = [math.inf]
-                thread = asyncio.ensure_future(_in_daemon_thread(work, indices, progress))
+                state = _SyncRun()
+                thread = asyncio.ensure_future(_in_daemon_thread(work, indices, state))
                 while not thread.done():
                     await asyncio.wait([thread], timeout=min(1.0, self.timeout_seconds))
-                    if not thread.done() and time.monotonic() - progress[0] > self.timeout_seconds:
+                    if not thread.done() and time.monotonic() - state.call_started > self.timeout_seconds:
                         break  # the call in progress overran: fail it, go on without this thread
-                unfinished = [i for i in indices if results[i] is _NOT_YET]
-                if not thread.done() and unfinished:
-                    results[unfinished[0]] = _Failure(
-                        f"timed out after {self.timeout_seconds:g}s (rewards.timeout_seconds)"
-                    )
-                    unfinished = unfinished[1:]
+                with lock:
+                    unfinished = [i for i in indices if results[i] is _NOT_YET]
+                    if not thread.done() and unfinished:
+                        state.abandoned = True
+                        results[unfinished[0]] = _Failure(
+                            f"timed out after {self.timeout_seconds:g}s (rewards.timeout_seconds)"
+                        )
+                        unfinished = unfinished[1:]
                 indices = unfinished
 
         await asyncio.gather(*(run(q) for q in queues))
