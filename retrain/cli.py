@@ -47,12 +47,9 @@ def run(
     resume: Annotated[Path | None, typer.Option("--resume", help="A run directory to resume.")] = None,
 ) -> None:
     """Train: writes a new run directory (metrics, samples, checkpoints, model) and prints a summary."""
-    from retrain.core.run import load_config, run_sync
-    from retrain.data import check_source
+    from retrain.core.run import run_sync
 
     try:
-        # A missing data file or column is found now, before a run directory or the libraries are set up.
-        check_source(load_config(config, backend=backend, model=model, max_steps=max_steps, output_dir=output_dir).data)
         summary = run_sync(
             config, backend=backend, model=model, max_steps=max_steps, output_dir=output_dir, resume=resume,
             console=console,

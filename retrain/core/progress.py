@@ -16,13 +16,13 @@ from retrain.core.metrics import SCORE_PREFIXES
 class ProgressReporter:
     """A progress bar (step, reward, time left) on a terminal; one line per step elsewhere (logs, CI)."""
 
-    def __init__(self, console: Console | None = None, enabled: bool = True):
+    def __init__(self, console: Console | None = None, enabled: bool = True, max_completion_tokens: int | None = None):
         self.console = console or Console(stderr=True)
         self.enabled = enabled
         self._progress: Progress | None = None
         self._task: Any = None
         self.total = 0
-        self.max_completion_tokens: int | None = None  # set by the run: to say when every completion hit it
+        self.max_completion_tokens = max_completion_tokens  # to say when every completion was cut off at it
         self._warned: set[str] = set()
 
     def start(self, total_steps: int, completed: int = 0, description: str = "training") -> None:

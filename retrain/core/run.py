@@ -126,7 +126,10 @@ def run_sync(
 ) -> dict[str, Any]:
     """Train and return the run summary (also written to `<run dir>/summary.json`)."""
     console = console or Console(stderr=True)
+    from retrain.data import check_source  # reads only the standard library's formats (and parquet)
+
     resolved = load_config(config, backend=backend, model=model, max_steps=max_steps, output_dir=output_dir)
+    check_source(resolved.data)  # a missing data file or column: an error now, before a run directory exists
     resume = resume or resolved.training.resume
     engine = load_backend(resolved.backend)
     native = engine.translate(resolved)
@@ -147,8 +150,9 @@ def run_sync(
     if resolved.task:
         console.print(f"task: {escape(resolved.task)}", highlight=False)
 
-    progress = ProgressReporter(console, enabled=show_progress)
-    progress.max_completion_tokens = resolved.algorithm.max_completion_tokens
+    progress = ProgressReporter(
+        console, enabled=show_progress, max_completion_tokens=resolved.algorithm.max_completion_tokens
+    )
     started = time.monotonic()
     status = "failed"
     result = None
