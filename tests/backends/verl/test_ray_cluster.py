@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,10 @@ from pathlib import Path
 import pytest
 
 from retrain.core.run import run_sync
+from retrain.testing.openai_server import free_port
 from tests.tiny_runs import QUIET, metrics, tiny_config
 
 CLUSTER = {"CPU": 16.0, "GPU": 1.0}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -38,7 +32,7 @@ def ray_head(tmp_path, monkeypatch) -> Iterator[tuple[str, subprocess.Popen]]:
     # Ray 2.60 clusters use token authentication; a driver given an explicit address sends the
     # token (~/.ray/auth_token, which the head creates) only when told to.
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    port = _free_port()
+    port = free_port()
     # Ray's socket paths must fit in 107 bytes: pytest's tmp_path is too deep for its temp dir.
     ray_tmp = tempfile.mkdtemp(prefix="rt-ray-")
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
@@ -101,7 +95,7 @@ def test_an_unreachable_cluster_fails_in_seconds_naming_the_address(tmp_path):
     from retrain.core.errors import BackendError
 
     config = tiny_config(tmp_path, backend="verl")
-    config["resources"] = {"ray_address": f"127.0.0.1:{_free_port()}"}
+    config["resources"] = {"ray_address": f"127.0.0.1:{free_port()}"}
     started = time.monotonic()
     with pytest.raises(BackendError, match="no Ray cluster answers at resources.ray_address"):
         run_sync(config, console=QUIET)
