@@ -36,6 +36,10 @@ CAPABILITY_OF: dict[str, Callable[[Capabilities], bool | str]] = {
     "resources.nodes": lambda c: True if c.multi_node else "1 only",
     "resources.ray_address": lambda c: c.ray_cluster,
     "resources.gpus_per_node": lambda c: True if c.cpu else "1 or more (no CPU runs)",
+    "model.loader": lambda c: ", ".join(sorted(c.model_loaders)),
+    "rollout.engine": lambda c: ", ".join(sorted(c.rollout_engines | {"auto"})),
+    "rollout.vllm_mode": lambda c: ", ".join(sorted(c.vllm_modes)) or False,
+    "rollout.server_url": lambda c: "server" in c.vllm_modes,
 }
 
 

@@ -34,6 +34,11 @@ class Capabilities:
     cpu: bool = True
     kl_penalty: bool = True
     asymmetric_clip: bool = True
+    # Generation engines it can drive ("transformers", "vllm") and the vLLM modes ("colocate", "server").
+    rollout_engines: frozenset[str] = frozenset({"transformers"})
+    vllm_modes: frozenset[str] = frozenset()
+    # What can load the model ("transformers", "unsloth").
+    model_loaders: frozenset[str] = frozenset({"transformers"})
 
 
 @dataclass
@@ -126,6 +131,29 @@ def check_capabilities(config: TrainingConfig, capabilities: Capabilities, backe
     if config.resources.gpus_per_node == 0 and not capabilities.cpu:
         issues.append(ConfigIssue(
             "resources.gpus_per_node", None, f"backend '{backend}' needs GPUs; set gpus_per_node >= 1"
+        ))
+    rollout = config.rollout
+    if rollout.engine != "auto" and rollout.engine not in capabilities.rollout_engines:
+        issues.append(ConfigIssue(
+            "rollout.engine", None,
+            f"backend '{backend}' cannot generate with {rollout.engine}; choose one of "
+            f"{sorted(capabilities.rollout_engines | {'auto'})}",
+        ))
+    # The mode matters when vLLM is asked for, or a non-default mode is (auto + colocate may fall back).
+    elif (rollout.engine == "vllm" or rollout.vllm_mode != "colocate") and (
+        rollout.vllm_mode not in capabilities.vllm_modes
+    ):
+        modes = sorted(capabilities.vllm_modes)
+        issues.append(ConfigIssue(
+            "rollout.vllm_mode", None,
+            f"backend '{backend}' does not run vLLM in '{rollout.vllm_mode}' mode"
+            + (f"; choose one of {modes}" if modes else ""),
+        ))
+    if config.model.loader not in capabilities.model_loaders:
+        issues.append(ConfigIssue(
+            "model.loader", None,
+            f"backend '{backend}' loads models with {sorted(capabilities.model_loaders)} only; "
+            + ("use `backend: trl` for unsloth" if config.model.loader == "unsloth" else "choose one of those"),
         ))
     known = set(available_backends())
     for other in sorted(set(config.backend_options) - known):

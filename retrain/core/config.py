@@ -77,6 +77,11 @@ class ModelConfig(_Strict):
     )
     lora: LoraConfig | None = Field(None, description="Train LoRA adapters instead of the full model.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    loader: Literal["transformers", "unsloth"] = Field(
+        "transformers",
+        description="What loads the model: 'transformers', or 'unsloth' (its patched kernels; TRL backend; "
+        "`pip install 'retrain[unsloth]'`).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -277,6 +282,46 @@ class AlgorithmConfig(_Strict):
     )
 
 
+class RolloutConfig(_Strict):
+    """What generates the completions. On GPUs vLLM is much faster than transformers' generate()."""
+
+    engine: Literal["auto", "transformers", "vllm"] = Field(
+        "auto",
+        description="'auto': vLLM on GPUs when it is installed (and the backend can use it), else transformers; "
+        "'vllm' or 'transformers' to insist (`pip install 'retrain[vllm]'`).",
+    )
+    vllm_mode: Literal["colocate", "server"] = Field(
+        "colocate",
+        description="'colocate': vLLM shares the training GPUs; 'server': generate on a separately started "
+        "vLLM server (`trl vllm-serve`, TRL backend).",
+    )
+    server_url: str | None = Field(
+        None,
+        description="For vllm_mode 'server': the server's base URL; unset: http://localhost:8000.",
+    )
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="Share of each GPU's memory vLLM may take; unset: the backend's own default."
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one vLLM engine is split across.")
+
+    @field_validator("server_url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"'{url}' is not an http(s) URL; write it like http://host:8000")
+        return url
+
+    @model_validator(mode="after")
+    def _server_fields(self) -> RolloutConfig:
+        if self.vllm_mode == "server" and self.engine == "transformers":
+            raise _FieldValueError(("vllm_mode",), "'server' generates with vLLM; set engine: vllm (or auto)")
+        if self.server_url is not None and self.vllm_mode != "server":
+            raise _FieldValueError(
+                ("server_url",), "only used with vllm_mode: server; set that, or remove server_url"
+            )
+        return self
+
+
 class TrainingConfigSection(_Strict):
     """Where outputs go and how often."""
 
@@ -378,6 +423,7 @@ class TrainingConfig(_Strict):
         None, description="A multi-step environment with tools; unset: the model answers each prompt once."
     )
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="GRPO options.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="The generation engine.")
     training: TrainingConfigSection = Field(default_factory=TrainingConfigSection, description="Outputs.")
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="Hardware.")
     backend_options: dict[str, dict[str, Any]] = Field(

@@ -22,8 +22,8 @@ ONE_SIDED = [
     ("several nodes", {"resources": {"nodes": 2, "gpus_per_node": 1, "ray_address": "10.0.0.1:6379"}}, "trl",
      "resources.nodes"),
     ("vLLM with an environment",
-     {"environment": {"tools": ["calculator"]}, "backend_options": {"trl": {"use_vllm": True}}}, "trl",
-     "backend_options.trl.use_vllm"),
+     {"environment": {"tools": ["calculator"]}, "rollout": {"engine": "vllm"}, "resources": {"gpus_per_node": 1}},
+     "trl", "rollout.engine"),
 ]
 OTHER = {"trl": "verl", "verl": "trl"}
 

@@ -63,7 +63,7 @@ SAMPLE = [case for case in CASES if case.path.stem in {
     "yaml_tab_indentation",
     "yaml_not_utf8", "name_unknown_verifier", "import_raises_on_import", "batch_trl_not_divisible_across_gpus",
     "range_nan_learning_rate", "verl_cpu_kl_without_lora", "trl_multi_node", "options_not_a_mapping",
-    "model_path_missing", "prompts_empty", "data_invalid_json",
+    "model_path_missing", "prompts_empty", "data_invalid_json", "rollout_server_url_not_a_url",
 }]
 
 
@@ -79,10 +79,10 @@ def check(case: Case, code: int, output: str) -> None:
 
 def test_the_corpus_covers_every_kind_of_mistake():
     kinds = {case.path.stem.split("_")[0] for case in CASES}
-    assert len(CASES) >= 45 and len(SAMPLE) == 16
+    assert len(CASES) >= 45 and len(SAMPLE) == 17
     assert kinds == {case.path.stem.split("_")[0] for case in SAMPLE if case.command[0] == "validate"}
     assert kinds >= {"type", "unknown", "missing", "yaml", "name", "import", "batch", "range", "verl", "trl", "model",
-                     "prompts", "data"}
+                     "prompts", "data", "rollout"}
     assert {case.command[0] for case in CASES} == {"validate", "run"}
 
 

@@ -204,9 +204,10 @@ def test_environment_errors_name_the_field_and_the_fix(write_config):
         model_to_train: retrain:tiny
         example_prompts: ["hi"]
         environment: {tools: [calculator]}
-        backend_options: {trl: {use_vllm: true}}
+        rollout: {engine: vllm}
         """)
-    assert error.issues[0].field == "backend_options.trl.use_vllm" and error.issues[0].line == 4
+    assert error.issues[0].field == "rollout.engine" and error.issues[0].line == 4
+    assert "environments on TRL generate with transformers" in error.issues[0].message
 
 
 def test_an_environment_config_validates():

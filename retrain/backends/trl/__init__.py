@@ -26,6 +26,9 @@ class TRLBackend:
         # Multi-node TRL runs through `accelerate launch`, which retrain does not generate yet.
         multi_node=False,
         cpu=True,
+        rollout_engines=frozenset({"transformers", "vllm"}),
+        vllm_modes=frozenset({"colocate", "server"}),
+        model_loaders=frozenset({"transformers", "unsloth"}),
     )
 
     def check_config(self, config: TrainingConfig) -> list[ConfigIssue]:
@@ -39,6 +42,10 @@ class TRLBackend:
         return translate_config(config)
 
     def train(self, config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -> TrainResult:
+        if config.model.loader == "unsloth":
+            from retrain.backends.trl.loader import import_unsloth
+
+            import_unsloth()  # before launch imports transformers and TRL, so that its patches apply
         from retrain.backends.trl.launch import train
 
         return train(config, run_dir, progress)

@@ -10,10 +10,16 @@ from pathlib import Path
 from retrain.backends.trl.callbacks import NeutralMetricsCallback
 from retrain.backends.trl.environment import EpisodeRollouts, tag_rows
 from retrain.backends.trl.rewards import ScorerRewardFunction
-from retrain.backends.trl.translate import detect_hardware, grpo_config_kwargs, peft_kwargs
+from retrain.backends.trl.translate import (
+    detect_hardware,
+    grpo_config_kwargs,
+    peft_kwargs,
+    resolve_engine,
+    vllm_installed,
+)
 from retrain.core.backend import TrainResult
 from retrain.core.config import TrainingConfig
-from retrain.core.errors import ModelError
+from retrain.core.errors import BackendError, ModelError
 from retrain.core.progress import ProgressReporter
 from retrain.core.run_dir import RunDir
 from retrain.core.scoring import Scorer
@@ -37,20 +43,33 @@ def build_trainer(  # type: ignore[no-untyped-def]
 ):
     """The GRPOTrainer retrain runs (exposed for tests and the overhead benchmark). `generate_batch`
     replaces the model's sampling in environment episodes (tests only: a scripted policy)."""
+    cuda, bf16_supported = detect_hardware()
+    has_vllm = vllm_installed()
+    engine, _ = resolve_engine(config, cuda, has_vllm)
+    if engine == "vllm" and not cuda:
+        raise BackendError(
+            "rollout: vLLM needs a CUDA GPU and none is visible to PyTorch here; set rollout.engine: auto "
+            "(transformers on the CPU), or run on a GPU machine"
+        )
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     model_path = resolve_model(config.model.name)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path, revision=config.model.revision)
-    except OSError as exc:
-        raise ModelError(f"cannot load the tokenizer of model '{config.model.name}': {exc}") from None
+    model: object = model_path
+    if config.model.loader == "unsloth":
+        from retrain.backends.trl import loader
+
+        model, tokenizer = loader.load(config, model_path, engine)
+    else:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_path, revision=config.model.revision)
+        except OSError as exc:
+            raise ModelError(f"cannot load the tokenizer of model '{config.model.name}': {exc}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    cuda, bf16_supported = detect_hardware()
-    kwargs, _ = grpo_config_kwargs(config, str(run_dir.checkpoints_dir), cuda, bf16_supported)
+    kwargs, _ = grpo_config_kwargs(config, str(run_dir.checkpoints_dir), cuda, bf16_supported, has_vllm)
     if config.model.revision:
         kwargs["model_init_kwargs"] = {**kwargs["model_init_kwargs"], "revision": config.model.revision}
     args = GRPOConfig(**kwargs)
@@ -61,7 +80,7 @@ def build_trainer(  # type: ignore[no-untyped-def]
     )
     component_names = {c.name for c in scorer.components}
     peft_config = None
-    lora = peft_kwargs(config)
+    lora = peft_kwargs(config) if config.model.loader == "transformers" else None  # unsloth adds its own
     if lora is not None:
         from peft import LoraConfig
 
@@ -75,7 +94,7 @@ def build_trainer(  # type: ignore[no-untyped-def]
         episodes = EpisodeRollouts(config, rows, tokenizer, **options)
     try:
         trainer = GRPOTrainer(
-            model=model_path,
+            model=model,  # type: ignore[arg-type]  # a path, or the model Unsloth loaded
             reward_funcs=[reward_function],  # type: ignore[list-item]  # TRL awaits async callables; its hint omits them
             args=args,
             train_dataset=Dataset.from_list(rows),

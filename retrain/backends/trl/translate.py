@@ -18,6 +18,11 @@ The mapping (documented in docs/backends.md):
 | training.seed / save_every / log_every | seed / save_steps / logging_steps          |
 | model.dtype                      | model_init_kwargs.dtype, bf16/fp16, use_cpu      |
 | model.lora                       | GRPOTrainer(peft_config=peft.LoraConfig(...))    |
+| model.loader: unsloth            | FastLanguageModel.from_pretrained/get_peft_model |
+| rollout.engine (vllm / auto)     | use_vllm                                         |
+| rollout.vllm_mode / server_url   | vllm_mode / vllm_server_base_url                 |
+| rollout.gpu_memory_utilization   | vllm_gpu_memory_utilization (colocate)           |
+| rollout.tensor_parallel_size     | vllm_tensor_parallel_size (colocate)             |
 | backend_options.trl.*            | any GRPOConfig field, applied last               |
 """
 
@@ -51,7 +56,16 @@ _OWNED = {
     "save_steps": "training.save_every",
     "logging_steps": "training.log_every",
     "output_dir": "training.output_dir",
+    "use_vllm": "rollout.engine",
+    "vllm_mode": "rollout.vllm_mode",
+    "vllm_server_base_url": "rollout.server_url",
+    "vllm_server_host": "rollout.server_url",
+    "vllm_server_port": "rollout.server_url",
+    "vllm_gpu_memory_utilization": "rollout.gpu_memory_utilization",
+    "vllm_tensor_parallel_size": "rollout.tensor_parallel_size",
 }
+
+DEFAULT_VLLM_SERVER = "http://localhost:8000"  # where `trl vllm-serve` listens by default
 
 
 def world_size(config: TrainingConfig) -> int:
@@ -70,12 +84,8 @@ def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
             f"prompts_per_step x group_size = {global_batch} completions per step cannot be split evenly across "
             f"{world} processes; make it a multiple of {world}",
         ))
+    issues += _check_rollout(config)
     options = config.backend_options.get("trl", {})
-    if config.environment is not None and options.get("use_vllm"):
-        issues.append(ConfigIssue(
-            "backend_options.trl.use_vllm", None,
-            "environments on TRL generate with transformers in this version; remove use_vllm or the environment",
-        ))
     if options:
         from trl import GRPOConfig
 
@@ -100,6 +110,83 @@ def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
                         f"backend_options.trl.{key}", None, f"got {value!r}, expected {expected} (GRPOConfig.{key})"
                     ))
     return issues
+
+
+def _check_rollout(config: TrainingConfig) -> list[ConfigIssue]:
+    """What TRL can do with `rollout` and `model.loader` in this environment (GPU presence is checked at start)."""
+    import importlib.util
+
+    issues = []
+    rollout = config.rollout
+    wants_vllm = rollout.engine == "vllm" or rollout.vllm_mode == "server"
+    if config.environment is not None and wants_vllm:
+        field = "rollout.engine" if rollout.engine == "vllm" else "rollout.vllm_mode"
+        issues.append(ConfigIssue(
+            field, None,
+            "environments on TRL generate with transformers in this version; set rollout.engine: auto "
+            "(or transformers), or remove the environment",
+        ))
+    elif wants_vllm and importlib.util.find_spec("vllm") is None:
+        issues.append(ConfigIssue(
+            "rollout.engine", None,
+            "vLLM is not installed here: `pip install 'retrain[vllm]'` (CUDA GPUs), or set engine: auto",
+        ))
+    if rollout.vllm_mode == "server":
+        for field, value, flag in (
+            ("gpu_memory_utilization", rollout.gpu_memory_utilization, "--gpu-memory-utilization"),
+            ("tensor_parallel_size", rollout.tensor_parallel_size if rollout.tensor_parallel_size > 1 else None,
+             "--tensor-parallel-size"),
+        ):
+            if value is not None:
+                issues.append(ConfigIssue(
+                    f"rollout.{field}", None,
+                    f"in server mode the server owns this: start it with `trl vllm-serve ... {flag} {value}` "
+                    "and remove it here",
+                ))
+    if config.model.loader == "unsloth":
+        if importlib.util.find_spec("unsloth") is None:
+            issues.append(ConfigIssue(
+                "model.loader", None,
+                "unsloth is not installed here: `pip install 'retrain[unsloth]'` (in place of retrain[trl]: "
+                "unsloth needs TRL 1.15), or set loader: transformers",
+            ))
+        if rollout.vllm_mode == "server":
+            issues.append(ConfigIssue(
+                "rollout.vllm_mode", None,
+                "with loader unsloth, vLLM runs inside the trainer (unsloth's fast_inference); use colocate",
+            ))
+    return issues
+
+
+def resolve_engine(config: TrainingConfig, cuda: bool, vllm_installed: bool) -> tuple[str, str]:
+    """The engine `rollout.engine` means on this machine, and why (for the notes)."""
+    rollout = config.rollout
+    if rollout.engine != "auto":
+        return rollout.engine, f"rollout: {rollout.engine} (asked for)"
+    if rollout.vllm_mode == "server":
+        return "vllm", "rollout: vLLM server (vllm_mode: server)"
+    if config.environment is not None:
+        return "transformers", "rollout: transformers (environments on TRL generate with transformers)"
+    if not cuda:
+        return "transformers", "rollout: transformers (no GPU)"
+    if not vllm_installed:
+        return "transformers", "rollout: transformers; `pip install 'retrain[vllm]'` to generate with vLLM"
+    return "vllm", "rollout: vLLM (GPU and vllm found)"
+
+
+def rollout_kwargs(config: TrainingConfig, engine: str) -> dict[str, Any]:
+    """The GRPOConfig fields of the generation engine."""
+    if engine != "vllm":
+        return {"use_vllm": False}
+    rollout = config.rollout
+    kwargs: dict[str, Any] = {"use_vllm": True, "vllm_mode": rollout.vllm_mode}
+    if rollout.vllm_mode == "server":
+        kwargs["vllm_server_base_url"] = rollout.server_url or DEFAULT_VLLM_SERVER
+    else:
+        kwargs["vllm_tensor_parallel_size"] = rollout.tensor_parallel_size
+        if rollout.gpu_memory_utilization is not None:
+            kwargs["vllm_gpu_memory_utilization"] = rollout.gpu_memory_utilization
+    return kwargs
 
 
 def _type_problem(config_class: type, field: str, value: Any) -> str | None:
@@ -143,12 +230,20 @@ def detect_hardware() -> tuple[bool, bool]:
     return cuda, bool(cuda and torch.cuda.is_bf16_supported())
 
 
+def vllm_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
 def grpo_config_kwargs(
-    config: TrainingConfig, output_dir: str, cuda: bool, bf16_supported: bool
+    config: TrainingConfig, output_dir: str, cuda: bool, bf16_supported: bool, has_vllm: bool = False
 ) -> tuple[dict[str, Any], list[str]]:
     algorithm = config.algorithm
     training = config.training
     precision, notes = _precision(config, cuda, bf16_supported)
+    engine, why = resolve_engine(config, cuda, has_vllm)
+    notes.append(why)
     kwargs: dict[str, Any] = {
         "output_dir": output_dir,
         "num_generations": algorithm.group_size,
@@ -179,6 +274,7 @@ def grpo_config_kwargs(
         "disable_tqdm": True,  # retrain shows its own progress bar
         "log_completions": False,  # retrain writes samples with their reward breakdowns
         **precision,
+        **rollout_kwargs(config, engine),
     }
     extra = dict(config.backend_options.get("trl", {}))
     if "model_init_kwargs" in extra:
@@ -210,13 +306,23 @@ def translate_config(
         detected = detect_hardware()
         cuda = detected[0] if cuda is None else cuda
         bf16_supported = detected[1] if bf16_supported is None else bf16_supported
-    kwargs, notes = grpo_config_kwargs(config, "<run dir>/checkpoints", cuda, bf16_supported)
-    settings = {
-        "GRPOConfig": kwargs,
-        "GRPOTrainer": {
-            "model": config.model.name,
-            "reward_funcs": ["retrain Scorer (one TRL reward function; components logged via log_metric)"],
-            "peft_config": peft_kwargs(config),
-        },
+    has_vllm = vllm_installed()
+    kwargs, notes = grpo_config_kwargs(config, "<run dir>/checkpoints", cuda, bf16_supported, has_vllm)
+    trainer: dict[str, Any] = {
+        "model": config.model.name,
+        "reward_funcs": ["retrain Scorer (one TRL reward function; components logged via log_metric)"],
+        "peft_config": peft_kwargs(config),
     }
+    settings: dict[str, Any] = {"GRPOConfig": kwargs, "GRPOTrainer": trainer}
+    if config.model.loader == "unsloth":
+        from retrain.backends.trl import loader
+
+        engine, _ = resolve_engine(config, cuda, has_vllm)
+        trainer["model"] = "FastLanguageModel (below)"
+        trainer["peft_config"] = None
+        settings["unsloth"] = {
+            "FastLanguageModel.from_pretrained": loader.from_pretrained_kwargs(config, config.model.name, engine),
+            "FastLanguageModel.get_peft_model": loader.get_peft_model_kwargs(config),
+        }
+        notes.append("model loaded by Unsloth (model.loader: unsloth)")
     return NativeConfig("trl", settings, notes)

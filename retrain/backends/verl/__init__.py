@@ -28,6 +28,9 @@ class VerlBackend:
         multi_node=True,  # on a Ray cluster (resources.ray_address)
         ray_cluster=True,
         cpu=True,
+        # vLLM on GPUs, transformers (retrain's `hf` rollout server) on a CPU: check_config pairs them.
+        rollout_engines=frozenset({"transformers", "vllm"}),
+        vllm_modes=frozenset({"colocate"}),  # verl starts and manages its own vLLM servers
     )
 
     def check_config(self, config: TrainingConfig) -> list[ConfigIssue]:
@@ -46,6 +49,29 @@ class VerlBackend:
                 "algorithm.prompts_per_step", None,
                 f"verl splits each step's {algorithm.prompts_per_step} x {algorithm.group_size} completions evenly "
                 f"over the {gpus} GPUs; make prompts_per_step x group_size a multiple of {gpus}",
+            ))
+        engine = config.rollout.engine
+        if gpus == 0 and engine == "vllm":
+            issues.append(ConfigIssue(
+                "rollout.engine", None,
+                "vLLM needs GPUs: set resources.gpus_per_node, or engine: auto (transformers on the CPU)",
+            ))
+        if gpus and engine == "transformers":
+            issues.append(ConfigIssue(
+                "rollout.engine", None,
+                "verl on GPUs generates with vLLM (the transformers rollout is for CPU runs); set engine: auto or vllm",
+            ))
+        if gpus == 0 and (config.rollout.gpu_memory_utilization is not None or config.rollout.tensor_parallel_size > 1):
+            field = "gpu_memory_utilization" if config.rollout.gpu_memory_utilization is not None else (
+                "tensor_parallel_size")
+            issues.append(ConfigIssue(
+                f"rollout.{field}", None, "a vLLM setting, and a CPU run generates with transformers; remove it"
+            ))
+        elif gpus and gpus % config.rollout.tensor_parallel_size:
+            issues.append(ConfigIssue(
+                "rollout.tensor_parallel_size", None,
+                f"{gpus} GPUs cannot be split into vLLM engines of {config.rollout.tensor_parallel_size}; "
+                "use a divisor of the GPU count",
             ))
         if gpus == 0:
             if algorithm.kl_coef > 0 and config.model.lora is None:

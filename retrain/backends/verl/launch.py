@@ -79,11 +79,13 @@ def machine_overrides(config: TrainingConfig) -> list[str]:
     micro = max(size for size in range(1, min(per_gpu, 16) + 1) if per_gpu % size == 0)
     overrides += [
         "actor_rollout_ref.rollout.name=vllm",
-        "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
+        f"actor_rollout_ref.rollout.tensor_model_parallel_size={config.rollout.tensor_parallel_size}",
         f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro}",
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={micro}",
         f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={micro}",
     ]
+    if config.rollout.gpu_memory_utilization is not None:
+        overrides.append(f"actor_rollout_ref.rollout.gpu_memory_utilization={config.rollout.gpu_memory_utilization}")
     if config.model.dtype in GPU_DTYPES:
         fsdp_dtype, rollout_dtype = GPU_DTYPES[config.model.dtype]
         overrides += [
@@ -286,7 +288,7 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     cpu = config.resources.gpus_per_node == 0
     if not cpu and config.resources.ray_address is None and importlib.util.find_spec("vllm") is None:
         raise BackendError(
-            "verl on GPUs rolls out with vLLM, which is not installed: `pip install 'retrain[verl-gpu]'` "
+            "verl on GPUs rolls out with vLLM, which is not installed: `pip install 'retrain[verl,vllm]'` "
             "(see docs/backends.md), or set resources.gpus_per_node: 0 to run on the CPU"
         )
     if config.resources.ray_address is not None:

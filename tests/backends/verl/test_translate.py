@@ -11,6 +11,7 @@ from retrain.backends.verl.translate import (
     translate_config,
 )
 from retrain.config_models import DataConfig, TrainingConfig
+from retrain.core.errors import ConfigError
 from retrain.data import load_rows
 
 # What a machine adds (model path, rollout engine, micro-batches); the launch module owns these.
@@ -109,6 +110,34 @@ def test_gpus_get_verls_vllm_rollout_and_micro_batches_that_divide_the_batch():
     assert actor["fsdp_config"]["mixed_precision"]["param_dtype"] == "fp16"
     assert actor["ppo_micro_batch_size_per_gpu"] == 12  # 48 completions / 4 GPUs, largest divisor <= 16
     assert composed["trainer"]["n_gpus_per_node"] == 4 and composed["trainer"]["device"] == "cuda"
+
+
+def test_rollout_settings_reach_verls_vllm_rollout():
+    from retrain.backends.verl import backend
+
+    source = config(backend="verl", resources={"gpus_per_node": 2},
+                    rollout={"engine": "vllm", "gpu_memory_utilization": 0.6, "tensor_parallel_size": 2})
+    rollout = backend.translate(source).settings["composed"]["actor_rollout_ref"]["rollout"]
+    assert (rollout["name"], rollout["gpu_memory_utilization"], rollout["tensor_model_parallel_size"]) == (
+        "vllm", 0.6, 2)
+    default = backend.translate(config(backend="verl", resources={"gpus_per_node": 1}))
+    assert default.settings["composed"]["actor_rollout_ref"]["rollout"]["gpu_memory_utilization"] == 0.5  # verl's
+
+
+@pytest.mark.parametrize(("sections", "field", "words"), [
+    ({"rollout": {"engine": "vllm"}}, "rollout.engine", "vLLM needs GPUs"),
+    ({"rollout": {"engine": "transformers"}, "resources": {"gpus_per_node": 1}}, "rollout.engine",
+     "verl on GPUs generates with vLLM"),
+    ({"rollout": {"vllm_mode": "server"}, "resources": {"gpus_per_node": 1}}, "rollout.vllm_mode", "'server' mode"),
+    ({"rollout": {"gpu_memory_utilization": 0.5}}, "rollout.gpu_memory_utilization", "CPU run"),
+    ({"rollout": {"tensor_parallel_size": 3}, "resources": {"gpus_per_node": 4}}, "rollout.tensor_parallel_size",
+     "cannot be split"),
+    ({"model": {"name": "retrain:tiny", "loader": "unsloth"}}, "model.loader", "use `backend: trl`"),
+])
+def test_verl_rejects_rollout_settings_it_cannot_honour(sections, field, words):
+    with pytest.raises(ConfigError) as info:
+        config(backend="verl", **sections)
+    assert any(issue.field == field and words in issue.message for issue in info.value.issues), info.value
 
 
 def test_cpu_gets_the_hf_rollout_in_float32():
