@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from retrain.core.ports import free_port
 
 GARBAGE_REPLY = "Purple elephants dance quietly under the moonlit bridge tonight."
 DEFAULT_MAX_TOKENS = 16
@@ -235,12 +236,6 @@ def create_app(model: str | None = "retrain:tiny") -> Any:
 
 
 # -- running it ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -23,7 +23,8 @@ class TRLBackend:
         reward_scalings=frozenset({"group", "batch", "none"}),
         lora=True,
         environments=True,
-        # Multi-node TRL runs through `accelerate launch`, which retrain does not generate yet.
+        # Several GPUs of one machine: one process each through `accelerate launch` (launch.train_in_processes).
+        # Several machines: not generated yet (use verl on a Ray cluster).
         multi_node=False,
         cpu=True,
         rollout_engines=frozenset({"transformers", "vllm"}),

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
+
+import yaml
 
 from retrain.backends.trl.callbacks import NeutralMetricsCallback
 from retrain.backends.trl.environment import EpisodeRollouts, tag_rows
 from retrain.backends.trl.rewards import ScorerRewardFunction
 from retrain.backends.trl.translate import (
+    accelerate_config,
     detect_hardware,
     grpo_config_kwargs,
     peft_kwargs,
     resolve_engine,
     vllm_installed,
+    world_size,
 )
 from retrain.core.backend import TrainResult
 from retrain.core.config import TrainingConfig
 from retrain.core.errors import BackendError, ModelError
+from retrain.core.metrics import read_jsonl
+from retrain.core.ports import free_port
 from retrain.core.progress import ProgressReporter
 from retrain.core.run_dir import RunDir
 from retrain.core.scoring import Scorer
@@ -118,6 +129,8 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     checkpoint = run_dir.prepare_resume()  # a run dir with checkpoints is being resumed
     if checkpoint is None:
         run_dir.mark_checkpoint_complete(0)  # from now on a checkpoint counts once on_save records it
+    if world_size(config) > 1:
+        return train_in_processes(config, run_dir, progress, checkpoint)
     trainer = build_trainer(config, run_dir, progress)
     interrupted = False
     try:
@@ -151,3 +164,119 @@ def _save_interrupted(trainer, run_dir: RunDir) -> Path | None:  # type: ignore[
     trainer._save_checkpoint(trainer.model, trial=None)
     run_dir.mark_checkpoint_complete(step)
     return run_dir.latest_checkpoint()
+
+
+# For tests on machines without GPUs: run `resources.gpus_per_node` processes on the CPU (gloo).
+CPU_PROCESSES_VARIABLE = "RETRAIN_TRL_PROCESSES_ON_CPU"
+
+
+def train_in_processes(
+    config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter, checkpoint: Path | None
+) -> TrainResult:
+    """One training process per GPU through `accelerate launch` (the parent keeps the console and follows
+    metrics.jsonl); the processes are one process group, stopped by its id however this ends."""
+    from retrain.backends.trl.worker import ERROR, RESULT
+
+    cuda, _ = detect_hardware()
+    processes = world_size(config)
+    if not cuda and os.environ.get(CPU_PROCESSES_VARIABLE) != "1":
+        raise BackendError(
+            f"resources.gpus_per_node is {processes} but PyTorch sees no CUDA GPU here; run on the GPU machine, "
+            "or set gpus_per_node: 0 to train in one process on the CPU"
+        )
+    if cuda:
+        import torch
+
+        if torch.cuda.device_count() < processes:
+            raise BackendError(
+                f"resources.gpus_per_node is {processes} but PyTorch sees {torch.cuda.device_count()} GPUs "
+                "(CUDA_VISIBLE_DEVICES); lower gpus_per_node or make the GPUs visible"
+            )
+    folder = run_dir.path / "trl"
+    folder.mkdir(exist_ok=True)
+    for stale in (run_dir.path / RESULT, run_dir.path / ERROR):
+        stale.unlink(missing_ok=True)
+    accelerate_yaml = folder / "accelerate.yaml"
+    accelerate_yaml.write_text(yaml.safe_dump(accelerate_config(config, cuda), sort_keys=False), encoding="utf-8")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_yaml),
+               "--main_process_port", str(free_port()), "-m", "retrain.backends.trl.worker", str(run_dir.path)]
+    if checkpoint is not None:
+        command += ["--resume", str(checkpoint)]
+    log_path = folder / "processes.log"
+    done_steps = RunDir.checkpoint_step(checkpoint) if checkpoint is not None else 0
+    progress.start(config.algorithm.max_steps, completed=done_steps)
+    with open(log_path, "ab") as log:
+        group = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    follower = _MetricsFollower(run_dir, progress)
+    try:
+        while group.poll() is None:
+            follower.poll()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        # To the launcher only: torch's elastic agent passes SIGINT on to each process once, and they
+        # checkpoint their last finished step (as a one-process run does) before the run stops.
+        try:
+            os.kill(group.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+        _wait_or_kill(group, grace=300)
+        follower.poll()
+        raise
+    finally:
+        if group.poll() is None:  # this process is failing: stop the processes it started
+            _wait_or_kill(group, grace=0)
+    follower.poll()
+    error = run_dir.path / ERROR
+    if error.is_file():
+        raise BackendError(f"{error.read_text(encoding='utf-8').strip()} (all processes' output: {log_path})")
+    result_path = run_dir.path / RESULT
+    if group.returncode != 0 or not result_path.is_file():
+        tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+        raise BackendError(
+            f"the {processes} training processes stopped with exit code {group.returncode}; last lines of "
+            f"{log_path}:\n" + "\n".join(tail)
+        )
+    result = json.loads(result_path.read_text(encoding="utf-8"))
+    return TrainResult(
+        steps_completed=result["steps_completed"],
+        final_model_dir=run_dir.model_dir if not result["interrupted"] else None,
+        last_checkpoint=run_dir.latest_checkpoint(),
+        interrupted=result["interrupted"],
+    )
+
+
+class _MetricsFollower:
+    """Feeds the progress bar from the records rank 0 appends to metrics.jsonl."""
+
+    def __init__(self, run_dir: RunDir, progress: ProgressReporter):
+        self.path = run_dir.metrics_path
+        self.progress = progress
+        self.seen = len(read_jsonl(self.path)) if self.path.exists() else 0
+
+    def poll(self) -> None:
+        if not self.path.exists():
+            return
+        records = read_jsonl(self.path)
+        for record in records[self.seen:]:
+            self.progress.step(record)
+        self.seen = len(records)
+
+
+def _signal_group(group: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(group.pid, sig)  # the group this launch started (start_new_session), nothing else
+    except ProcessLookupError:
+        pass
+
+
+def _wait_or_kill(group: subprocess.Popen, grace: float) -> None:
+    """Wait `grace` seconds, then SIGTERM the group, then SIGKILL it."""
+    for sig, wait in ((None, grace), (signal.SIGTERM, 30.0), (signal.SIGKILL, 30.0)):
+        if sig is not None:
+            _signal_group(group, sig)
+        try:
+            group.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

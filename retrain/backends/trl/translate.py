@@ -72,6 +72,25 @@ def world_size(config: TrainingConfig) -> int:
     return max(config.resources.gpus_per_node, 1) * config.resources.nodes
 
 
+def accelerate_config(config: TrainingConfig, cuda: bool) -> dict[str, Any]:
+    """The `accelerate launch` config of a multi-GPU run: one process per GPU (DDP). FSDP and DeepSpeed
+    are switched on by TRL's own fields (`backend_options.trl.fsdp` / `fsdp_config` / `deepspeed`), which
+    the Trainer applies to the Accelerator in each process."""
+    return {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": "MULTI_GPU",
+        "num_machines": 1,
+        "machine_rank": 0,
+        "num_processes": world_size(config),
+        "gpu_ids": "all",
+        "use_cpu": not cuda,  # the CPU test path (gloo); see launch.train_in_processes
+        "mixed_precision": "no",  # the Trainer sets it from GRPOConfig's bf16/fp16
+        "rdzv_backend": "static",
+        "same_network": True,
+        "main_training_function": "main",
+    }
+
+
 def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
     issues = []
     algorithm = config.algorithm
@@ -143,7 +162,19 @@ def _check_rollout(config: TrainingConfig) -> list[ConfigIssue]:
                     f"in server mode the server owns this: start it with `trl vllm-serve ... {flag} {value}` "
                     "and remove it here",
                 ))
+    world = world_size(config)
+    if rollout.vllm_mode == "colocate" and rollout.engine != "transformers" and world % rollout.tensor_parallel_size:
+        issues.append(ConfigIssue(
+            "rollout.tensor_parallel_size", None,
+            f"colocated vLLM engines of {rollout.tensor_parallel_size} GPUs cannot split the {world} training "
+            "processes; use a divisor of resources.gpus_per_node",
+        ))
     if config.model.loader == "unsloth":
+        if world > 1:
+            issues.append(ConfigIssue(
+                "model.loader", None, "retrain runs Unsloth on one GPU; set resources.gpus_per_node: 1 or loader: "
+                "transformers",
+            ))
         if importlib.util.find_spec("unsloth") is None:
             issues.append(ConfigIssue(
                 "model.loader", None,
@@ -276,6 +307,8 @@ def grpo_config_kwargs(
         **precision,
         **rollout_kwargs(config, engine),
     }
+    if world_size(config) > 1:
+        kwargs["ddp_find_unused_parameters"] = False  # every trained weight is used; True costs a graph walk
     extra = dict(config.backend_options.get("trl", {}))
     if "model_init_kwargs" in extra:
         kwargs["model_init_kwargs"] = {**kwargs["model_init_kwargs"], **extra.pop("model_init_kwargs")}
@@ -314,6 +347,13 @@ def translate_config(
         "peft_config": peft_kwargs(config),
     }
     settings: dict[str, Any] = {"GRPOConfig": kwargs, "GRPOTrainer": trainer}
+    if world_size(config) > 1:
+        settings["launch"] = {
+            "command": "accelerate launch --config_file <run dir>/trl/accelerate.yaml "
+                       "-m retrain.backends.trl.worker <run dir>",
+            "accelerate.yaml": accelerate_config(config, cuda),
+        }
+        notes.append(f"{world_size(config)} training processes through accelerate launch (one per GPU)")
     if config.model.loader == "unsloth":
         from retrain.backends.trl import loader
 

@@ -138,3 +138,17 @@ def test_unsloth_loader_with_lora(gpu, tmp_path):
     summary = run_sync(config, console=QUIET)
     assert_trained(summary)
     assert Path(summary["model_dir"], "adapter_config.json").is_file()
+
+
+def test_two_gpus_train_in_two_processes_and_resume(tmp_path):
+    if cuda_count() < 2:
+        pytest.skip("needs two GPUs")
+    config = smollm2_config(tmp_path, engine="transformers")
+    config["resources"] = {"gpus_per_node": 2}
+    config["training"]["save_every"] = 2
+    first = run_sync(config, console=QUIET)
+    assert_trained(first)
+    config["algorithm"]["max_steps"] = 4
+    resumed = run_sync(config, resume=first["run_dir"], console=QUIET)
+    assert resumed["status"] == "completed"
+    assert [r["step"] for r in metrics(Path(first["run_dir"]))] == [1, 2, 3, 4]

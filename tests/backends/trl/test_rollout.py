@@ -56,7 +56,8 @@ def test_auto_keeps_transformers_for_environments():
 
 
 def test_colocate_settings_land_on_trls_fields_and_trl_accepts_them(vllm_stand_in, tmp_path):
-    source = config(rollout={"engine": "vllm", "gpu_memory_utilization": 0.45, "tensor_parallel_size": 2})
+    source = config(rollout={"engine": "vllm", "gpu_memory_utilization": 0.45, "tensor_parallel_size": 2},
+                    resources={"gpus_per_node": 2})
     kwargs, _ = grpo_config_kwargs(source, str(tmp_path), cuda=False, bf16_supported=False, has_vllm=True)
     args = GRPOConfig(**kwargs)
     assert (args.use_vllm, args.vllm_mode, args.vllm_gpu_memory_utilization, args.vllm_tensor_parallel_size) == (
@@ -113,3 +114,10 @@ def test_translate_shows_the_engine_and_why(vllm_stand_in):
                               bf16_supported=True)
     assert native.settings["GRPOConfig"]["vllm_gpu_memory_utilization"] == 0.3
     assert "# rollout: vllm (asked for)" in native.render()
+
+
+def test_colocated_tensor_parallel_must_divide_the_processes(vllm_stand_in):
+    with pytest.raises(ConfigError) as info:
+        config(rollout={"engine": "vllm", "tensor_parallel_size": 2}, resources={"gpus_per_node": 3},
+               algorithm={"prompts_per_step": 3})
+    assert [issue.field for issue in info.value.issues] == ["rollout.tensor_parallel_size"]
