@@ -163,6 +163,13 @@ def _check_rollout(config: TrainingConfig) -> list[ConfigIssue]:
                     "and remove it here",
                 ))
     world = world_size(config)
+    for sharding in ("fsdp", "deepspeed"):
+        if config.backend_options.get("trl", {}).get(sharding) and world < 2:
+            issues.append(ConfigIssue(
+                f"backend_options.trl.{sharding}", None,
+                "shards the model across training processes, and this run has one; set resources.gpus_per_node "
+                "to 2 or more, or remove it",
+            ))
     if rollout.vllm_mode == "colocate" and rollout.engine != "transformers" and world % rollout.tensor_parallel_size:
         issues.append(ConfigIssue(
             "rollout.tensor_parallel_size", None,

@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     trainer = None
     try:
         trainer = build_trainer(config, run_dir, ProgressReporter(enabled=False))
+        if trainer.is_world_process_zero():  # what the processes really run, for processes.log
+            print(f"retrain: {trainer.accelerator.num_processes} processes, "
+                  f"{trainer.accelerator.distributed_type.value}, fsdp={trainer.is_fsdp_enabled}, "
+                  f"deepspeed={trainer.is_deepspeed_enabled}, device={trainer.accelerator.device}", flush=True)
         interrupted = False
         try:
             trainer.train(resume_from_checkpoint=args.resume)

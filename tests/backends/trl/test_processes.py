@@ -114,3 +114,29 @@ def test_ctrl_c_stops_every_process_and_keeps_a_checkpoint(tmp_path, cpu_process
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
     saved = RunDir(run_dir).latest_checkpoint()
     assert saved is not None and RunDir.checkpoint_step(saved) >= 2  # the steps done before Ctrl-C are kept
+
+
+def test_fsdp_and_deepspeed_need_several_processes():
+    from retrain.config_models import TrainingConfig
+    from retrain.core.errors import ConfigError
+
+    base = {"model": "retrain:tiny", "example_prompts": ["p"]}
+    for option, value in (("fsdp", "full_shard auto_wrap"), ("deepspeed", "ds_zero3.json")):
+        with pytest.raises(ConfigError) as info:
+            TrainingConfig.from_data({**base, "backend_options": {"trl": {option: value}}})
+        assert [issue.field for issue in info.value.issues] == [f"backend_options.trl.{option}"]
+        TrainingConfig.from_data({**base, "backend_options": {"trl": {option: value}},
+                                  "resources": {"gpus_per_node": 2}})
+
+
+def test_translate_shows_the_launch_for_several_gpus():
+    from retrain.backends.trl.translate import translate_config
+    from retrain.config_models import TrainingConfig
+
+    native = translate_config(TrainingConfig.from_data(
+        {"model": "retrain:tiny", "example_prompts": ["p"], "resources": {"gpus_per_node": 4},
+         "algorithm": {"prompts_per_step": 4}}), cuda=True, bf16_supported=True)
+    launch = native.settings["launch"]
+    assert launch["accelerate.yaml"]["num_processes"] == 4 and launch["accelerate.yaml"]["use_cpu"] is False
+    assert "accelerate launch" in launch["command"]
+    assert native.settings["GRPOConfig"]["per_device_train_batch_size"] == 4 * 8 // 4
