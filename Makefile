@@ -1,7 +1,9 @@
 # Two entry points for a fresh machine (see README.md):
 #   make quickstart   set up a virtual environment and train the cat-poem example
 #   make test         set up a virtual environment (TRL and verl together) and run the tests
-#   make test-all     the same, then the slow tests too (every verl run, the cross-backend regression): CI
+#   make test-all     the same, then the slow tests too (every verl run, the cross-backend regression),
+#                     then test-unsloth: CI
+#   make test-unsloth a second environment with the `unsloth` extra (Unsloth pins TRL 1.15), and its tests
 #
 # torch is installed first and on its own, so that no other package pulls a multi-GB CUDA build
 # where a CPU build is wanted. Override TORCH to choose another build, e.g. TORCH="torch==2.13.0".
@@ -11,7 +13,11 @@ PYTHON ?= python3
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: quickstart test test-all setup-trl setup-dev
+# Unsloth's pins (xformers) take torch 2.14.1; on a machine without a GPU it runs its CPU fallback.
+UNSLOTH_VENV ?= .venv-unsloth
+UNSLOTH_TORCH ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: quickstart test test-all test-unsloth setup-trl setup-dev setup-unsloth
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +42,15 @@ test: setup-dev
 
 test-all: test
 	$(BIN)/python -m pytest -m slow
+	$(MAKE) test-unsloth
+
+$(UNSLOTH_VENV)/bin/python:
+	$(PYTHON) -m venv $(UNSLOTH_VENV)
+	$(UNSLOTH_VENV)/bin/pip install --quiet --upgrade pip
+
+setup-unsloth: $(UNSLOTH_VENV)/bin/python
+	$(UNSLOTH_VENV)/bin/pip install --quiet $(UNSLOTH_TORCH)
+	$(UNSLOTH_VENV)/bin/pip install --quiet -e ".[unsloth,dev]"
+
+test-unsloth: setup-unsloth
+	$(UNSLOTH_VENV)/bin/python -m pytest -m unsloth tests/backends/trl/test_unsloth.py

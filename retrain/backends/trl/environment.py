@@ -68,8 +68,15 @@ class _LoopThread:
 def transformers_generate_batch(trainer: Any) -> GenerateBatch:
     """Batched sampling with the trainer's model and generation settings: left-padded sequences,
     each cut after its first end-of-turn token and at its own budget."""
+    import inspect
+
     import torch
     from trl.models import unwrap_model_for_generation
+
+    unwrap_options = {"generation_kwargs": trainer.generation_kwargs}
+    if "gradient_checkpointing_kwargs" in inspect.signature(unwrap_model_for_generation).parameters:
+        # TRL 1.16+; the `unsloth` extra pins TRL 1.15, which has no such argument.
+        unwrap_options["gradient_checkpointing_kwargs"] = trainer.args.gradient_checkpointing_kwargs
 
     def generate(sequences: list[list[int]], budgets: list[int]) -> list[list[int]]:
         pad = trainer.processing_class.pad_token_id
@@ -78,10 +85,7 @@ def transformers_generate_batch(trainer: Any) -> GenerateBatch:
         input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences], device=device)
         attention = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=device)
         with (
-            unwrap_model_for_generation(
-                trainer.model_wrapped, trainer.accelerator, generation_kwargs=trainer.generation_kwargs,
-                gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs,
-            ) as model,
+            unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator, **unwrap_options) as model,
             torch.no_grad(),
         ):
             output = model.generate(input_ids=input_ids, attention_mask=attention,

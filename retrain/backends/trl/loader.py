@@ -36,7 +36,18 @@ PROMPT_ROOM = 512  # tokens of prompt the sequence length leaves room for (as ve
 
 def import_unsloth() -> None:
     """Import Unsloth before transformers/TRL so that its patches apply to them."""
+    import logging
+    import warnings
+
+    if "unsloth" in sys.modules:
+        return
     late = [name for name in ("trl", "transformers", "peft") if name in sys.modules]
+    # Noise on import that says nothing to a retrain user: torch's pytree deprecations raised by
+    # torchao, and bitsandbytes missing an optional 4-bit CPU kernel (retrain loads 16-bit weights).
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*is an Enum subclass and is now natively supported.*")
     try:
         import unsloth  # noqa: F401
     except ImportError as exc:
@@ -44,8 +55,6 @@ def import_unsloth() -> None:
             f"model.loader is 'unsloth' but it cannot be imported ({exc}): `pip install 'retrain[unsloth]'`"
         ) from None
     if late:
-        import warnings
-
         warnings.warn(
             f"unsloth was imported after {', '.join(late)}; some of its speed-ups may not apply", stacklevel=2
         )
