@@ -120,9 +120,10 @@ def _train_one(config: TrainingConfig, folder: Path, console: Console, show_prog
     return load_run(summary["run_dir"], label=backend)
 
 
-def render_comparison(console: Console, runs: list[RunData]) -> None:
+def render_comparison(console: Console, runs: list[RunData], title: str = "retrain compare") -> None:
     """The comparison table on the console: the same rows as report.md."""
-    table = Table(title="retrain compare", title_justify="left", caption="components: first step → last step",
+    table = Table(title=title, title_justify="left",
+                  caption="a → b in the rows of verifiers, rewards and constraints: first step → last step",
                   caption_justify="left")
     table.add_column("metric", overflow="fold")
     for run in runs:
@@ -142,6 +143,6 @@ def report(run_dirs: list[str | Path], output_dir: str | Path | None = None, con
     if output_dir is None:
         output_dir = runs[0].path / "report" if len(runs) == 1 else Path(f"report-{time.strftime('%Y%m%d-%H%M%S')}")
     path = write_report(runs, output_dir, title="retrain report: " + ", ".join(run.label for run in runs))
-    render_comparison(console, runs)
+    render_comparison(console, runs, title="retrain report")
     console.print(f"report: {path}", soft_wrap=True, highlight=False)
     return path

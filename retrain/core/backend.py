@@ -88,6 +88,21 @@ class Backend(Protocol):
         ...
 
 
+def missing_packages(backend: str, modules: tuple[str, ...], extra: str) -> list[ConfigIssue]:
+    """An issue naming the backend's libraries that are not installed here, and the extra that installs them
+    (checked first: the other checks and `translate` import them)."""
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if not missing:
+        return []
+    return [ConfigIssue(
+        "backend", None,
+        f"backend '{backend}' needs {', '.join(missing)}, not installed in this environment: "
+        f"`pip install 'retrain[{extra}]'` (from a checkout: `make setup-dev` installs both backends)",
+    )]
+
+
 def check_capabilities(config: TrainingConfig, capabilities: Capabilities, backend: str) -> list[ConfigIssue]:
     """The checks every backend shares: an option outside the capabilities is an error, not dropped."""
     issues: list[ConfigIssue] = []

@@ -217,3 +217,16 @@ def test_an_environment_config_validates():
                                                                   "env": {"TOKEN": "x"}}], "max_turns": 3},
     })
     assert config.environment.max_turns == 3 and config.environment.mcp_servers[0].env == {"TOKEN": "x"}
+
+
+def test_a_backend_whose_libraries_are_missing_is_one_clear_error(monkeypatch):
+    """As after `make quickstart` (TRL only) with `--backend verl`: simulated by hiding omegaconf from find_spec."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "omegaconf" else real(name, *a))
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_data({"backend": "verl", "model": "retrain:tiny", "example_prompts": ["p"]})
+    (issue,) = info.value.issues
+    assert issue.field == "backend" and "needs omegaconf" in issue.message
+    assert "pip install 'retrain[verl]'" in issue.message

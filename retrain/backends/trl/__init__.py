@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from retrain.core.backend import Capabilities, NativeConfig, TrainResult, check_capabilities
+from retrain.core.backend import Capabilities, NativeConfig, TrainResult, check_capabilities, missing_packages
 from retrain.core.errors import ConfigIssue
 
 if TYPE_CHECKING:
@@ -33,6 +33,9 @@ class TRLBackend:
     )
 
     def check_config(self, config: TrainingConfig) -> list[ConfigIssue]:
+        missing = missing_packages(self.name, ("trl", "transformers", "accelerate", "datasets", "peft"), "trl")
+        if missing:
+            return missing
         from retrain.backends.trl.translate import check_translation
 
         return check_capabilities(config, self.capabilities, self.name) + check_translation(config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from retrain.core.backend import Capabilities, NativeConfig, TrainResult, check_capabilities
+from retrain.core.backend import Capabilities, NativeConfig, TrainResult, check_capabilities, missing_packages
 from retrain.core.errors import ConfigIssue
 
 if TYPE_CHECKING:
@@ -34,6 +34,9 @@ class VerlBackend:
     )
 
     def check_config(self, config: TrainingConfig) -> list[ConfigIssue]:
+        missing = missing_packages(self.name, ("verl", "ray", "omegaconf", "hydra"), "verl")
+        if missing:
+            return missing
         from retrain.backends.verl.translate import check_translation
 
         issues = check_capabilities(config, self.capabilities, self.name) + check_translation(config)
