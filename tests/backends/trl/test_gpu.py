@@ -56,7 +56,7 @@ def test_bf16_with_transformers_generation(gpu, tmp_path):
     config = smollm2_config(tmp_path, engine="transformers")
     summary = run_sync(config, console=QUIET)
     assert_trained(summary)
-    native = Path(summary["run_dir"], "native_config.json").read_text()
+    native = Path(summary["run_dir"], "native_config.txt").read_text()
     assert '"bf16": true' in native and '"use_vllm": false' in native
     assert Path(summary["model_dir"], "config.json").is_file()
 
@@ -65,7 +65,7 @@ def test_vllm_colocated_is_what_auto_picks_on_a_gpu(gpu, tmp_path):
     pytest.importorskip("vllm")
     summary = run_sync(smollm2_config(tmp_path, gpu_memory_utilization=0.3), console=QUIET)
     assert_trained(summary)
-    native = Path(summary["run_dir"], "native_config.json").read_text()
+    native = Path(summary["run_dir"], "native_config.txt").read_text()
     assert '"use_vllm": true' in native and '"vllm_mode": "colocate"' in native
 
 
