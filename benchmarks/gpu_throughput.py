@@ -50,13 +50,14 @@ def job(model: str, steps: int, variant: str, out: str) -> dict:
 
 
 def child(model: str, steps: int, variant: str, out: str) -> None:
+    """Train, then leave the run's records in OUT/result.json (stdout is the libraries' to use)."""
     from rich.console import Console
 
     from retrain.core.run import run_sync
 
     summary = run_sync(job(model, steps, variant, out), console=Console(stderr=True), show_progress=False)
     records = [json.loads(line) for line in Path(summary["run_dir"], "metrics.jsonl").read_text().splitlines()]
-    print(json.dumps({"status": summary["status"], "records": records}))
+    Path(out, "result.json").write_text(json.dumps({"status": summary["status"], "records": records}))
 
 
 class MemorySampler(threading.Thread):
@@ -93,9 +94,9 @@ def measure(model: str, steps: int, variant: str) -> dict:
                                "--out", out], capture_output=True, text=True)
         sampler.stopped.set()
         sampler.join()
-    if done.returncode != 0:
-        return {"variant": variant, "failed": done.stderr[-2000:]}
-    records = json.loads(done.stdout.strip().splitlines()[-1])["records"][1:]  # the first step warms up
+        if done.returncode != 0:
+            return {"variant": variant, "failed": done.stderr[-2000:]}
+        records = json.loads(Path(out, "result.json").read_text())["records"][1:]  # the first step warms up
     return {
         "variant": variant,
         "step_seconds": statistics.median(r["step_seconds"] for r in records),
@@ -114,6 +115,8 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="JSON results file (default: print only)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps < 2:
+        parser.error("--steps must be at least 2: the first step (warm-up) is not measured")
     if args.child:
         child(args.model, args.steps, args.child, args.out)
         return 0

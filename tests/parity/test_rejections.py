@@ -21,9 +21,6 @@ ONE_SIDED = [
     ("a Ray cluster", {"resources": {"ray_address": "10.0.0.1:6379"}}, "trl", "resources.ray_address"),
     ("several nodes", {"resources": {"nodes": 2, "gpus_per_node": 1, "ray_address": "10.0.0.1:6379"}}, "trl",
      "resources.nodes"),
-    ("vLLM with an environment",
-     {"environment": {"tools": ["calculator"]}, "rollout": {"engine": "vllm"}, "resources": {"gpus_per_node": 1}},
-     "trl", "rollout.engine"),
 ]
 OTHER = {"trl": "verl", "verl": "trl"}
 
@@ -54,3 +51,20 @@ def test_both_backends_accept_every_loss_aggregation_and_the_shared_reward_scali
     sections = {"algorithm": {"loss_aggregation": aggregation, "reward_scaling": scaling}}
     for backend in ("trl", "verl"):
         retrain_config({**BASE, **sections}, backend)
+
+
+@pytest.mark.parametrize(("sections", "rejecting", "field"), [
+    ({"environment": {"tools": ["calculator"]}, "rollout": {"engine": "vllm"}}, "trl", "rollout.engine"),
+    ({"rollout": {"vllm_mode": "server"}}, "verl", "rollout.vllm_mode"),
+], ids=["vLLM with an environment", "a vLLM server"])
+def test_vllm_options_one_backend_cannot_honour(sections, rejecting, field, tmp_path, monkeypatch):
+    """With vLLM "installed": an empty stand-in package that only importlib.util.find_spec sees (vLLM needs
+    CUDA and is not installed on the machines this suite runs on)."""
+    (tmp_path / "vllm").mkdir()
+    (tmp_path / "vllm" / "__init__.py").write_text('raise ImportError("a test stand-in for vLLM")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = {**BASE, **sections, "resources": {"gpus_per_node": 1}}
+    with pytest.raises(ConfigError) as info:
+        retrain_config(data, rejecting)
+    assert any(issue.field == field for issue in info.value.issues), info.value
+    retrain_config(data, OTHER[rejecting])

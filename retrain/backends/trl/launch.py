@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -166,20 +168,25 @@ def _save_interrupted(trainer, run_dir: RunDir) -> Path | None:  # type: ignore[
     return run_dir.latest_checkpoint()
 
 
-# For tests on machines without GPUs: run `resources.gpus_per_node` processes on the CPU (gloo).
+# For tests: run `resources.gpus_per_node` processes on the CPU (gloo), even where there are GPUs.
 CPU_PROCESSES_VARIABLE = "RETRAIN_TRL_PROCESSES_ON_CPU"
+# How long the training processes get to finish their step and checkpoint after Ctrl-C, before torch's
+# elastic agent kills them (its own default is 30 s, too short for a real model's checkpoint).
+INTERRUPT_GRACE_SECONDS = 600
 
 
 def train_in_processes(
     config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter, checkpoint: Path | None
 ) -> TrainResult:
-    """One training process per GPU through `accelerate launch` (the parent keeps the console and follows
-    metrics.jsonl); the processes are one process group, stopped by its id however this ends."""
+    """One training process per GPU through `accelerate launch`. This process keeps the console and
+    follows metrics.jsonl; every process it starts (the launcher and, in their own sessions, torch's
+    workers) is tracked by pid and stopped however this ends."""
     from retrain.backends.trl.worker import ERROR, RESULT
 
-    cuda, _ = detect_hardware()
+    on_cpu = os.environ.get(CPU_PROCESSES_VARIABLE) == "1"
+    cuda = detect_hardware()[0] and not on_cpu
     processes = world_size(config)
-    if not cuda and os.environ.get(CPU_PROCESSES_VARIABLE) != "1":
+    if not cuda and not on_cpu:
         raise BackendError(
             f"resources.gpus_per_node is {processes} but PyTorch sees no CUDA GPU here; run on the GPU machine, "
             "or set gpus_per_node: 0 to train in one process on the CPU"
@@ -202,39 +209,43 @@ def train_in_processes(
                "--main_process_port", str(free_port()), "-m", "retrain.backends.trl.worker", str(run_dir.path)]
     if checkpoint is not None:
         command += ["--resume", str(checkpoint)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(INTERRUPT_GRACE_SECONDS)}
+    if on_cpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the processes then see what accelerate.yaml says: no GPU
     log_path = folder / "processes.log"
     done_steps = RunDir.checkpoint_step(checkpoint) if checkpoint is not None else 0
     progress.start(config.algorithm.max_steps, completed=done_steps)
-    with open(log_path, "ab") as log:
-        group = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
     follower = _MetricsFollower(run_dir, progress)
-    try:
-        while group.poll() is None:
-            follower.poll()
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        # To the launcher only: torch's elastic agent passes SIGINT on to each process once, and they
-        # checkpoint their last finished step (as a one-process run does) before the run stops.
+    with open(log_path, "ab") as log, _stop_signals_interrupt():
+        launcher = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        family = _Family(launcher)
         try:
-            os.kill(group.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
-        _wait_or_kill(group, grace=300)
-        follower.poll()
-        raise
-    finally:
-        if group.poll() is None:  # this process is failing: stop the processes it started
-            _wait_or_kill(group, grace=0)
+            while launcher.poll() is None:
+                family.refresh()
+                follower.poll()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            # To the launcher only: torch's elastic agent passes SIGINT on to each process once; they agree
+            # at the end of the step (worker.StopOnSignal), checkpoint it and exit.
+            family.refresh()
+            _signal(launcher.pid, signal.SIGINT)
+            try:
+                launcher.wait(timeout=INTERRUPT_GRACE_SECONDS + 60)
+            except subprocess.TimeoutExpired:
+                pass
+            follower.poll()
+            raise
+        finally:
+            family.stop()  # whatever is still running, by pid: the launcher and the workers it started
     follower.poll()
     error = run_dir.path / ERROR
     if error.is_file():
         raise BackendError(f"{error.read_text(encoding='utf-8').strip()} (all processes' output: {log_path})")
     result_path = run_dir.path / RESULT
-    if group.returncode != 0 or not result_path.is_file():
+    if not result_path.is_file():
         tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
         raise BackendError(
-            f"the {processes} training processes stopped with exit code {group.returncode}; last lines of "
+            f"the {processes} training processes stopped with exit code {launcher.returncode}; last lines of "
             f"{log_path}:\n" + "\n".join(tail)
         )
     result = json.loads(result_path.read_text(encoding="utf-8"))
@@ -252,31 +263,78 @@ class _MetricsFollower:
     def __init__(self, run_dir: RunDir, progress: ProgressReporter):
         self.path = run_dir.metrics_path
         self.progress = progress
-        self.seen = len(read_jsonl(self.path)) if self.path.exists() else 0
+        self.seen = len(read_jsonl(self.path))
 
     def poll(self) -> None:
-        if not self.path.exists():
-            return
         records = read_jsonl(self.path)
         for record in records[self.seen:]:
             self.progress.step(record)
         self.seen = len(records)
 
 
-def _signal_group(group: subprocess.Popen, sig: int) -> None:
+class _Family:
+    """The launcher and every process under it, by pid. torch starts each worker in a session of its
+    own, so a process-group signal would miss them: the pids are collected while they run."""
+
+    def __init__(self, launcher: subprocess.Popen):
+        import psutil  # accelerate depends on it
+
+        self.launcher = launcher
+        self.members: dict[int, psutil.Process] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.launcher.pid)
+            for process in [root, *root.children(recursive=True)]:
+                self.members.setdefault(process.pid, process)
+        except psutil.NoSuchProcess:
+            pass
+
+    def stop(self) -> None:
+        import psutil
+
+        if self.launcher.poll() is None:
+            self.refresh()
+        alive = [p for p in self.members.values() if p.is_running()]
+        for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 30.0)):
+            if not alive:
+                break
+            for process in alive:
+                try:
+                    process.send_signal(sig)
+                except psutil.NoSuchProcess:
+                    pass
+            _, alive = psutil.wait_procs(alive, timeout=wait)
+        if self.launcher.poll() is None:
+            self.launcher.wait()
+
+
+def _signal(pid: int, sig: int) -> None:
     try:
-        os.killpg(group.pid, sig)  # the group this launch started (start_new_session), nothing else
+        os.kill(pid, sig)
     except ProcessLookupError:
         pass
 
 
-def _wait_or_kill(group: subprocess.Popen, grace: float) -> None:
-    """Wait `grace` seconds, then SIGTERM the group, then SIGKILL it."""
-    for sig, wait in ((None, grace), (signal.SIGTERM, 30.0), (signal.SIGKILL, 30.0)):
-        if sig is not None:
-            _signal_group(group, sig)
-        try:
-            group.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a scheduler's stop, a closed terminal) end the run like Ctrl-C, so that the
+    processes it started checkpoint and stop instead of training on, orphaned. Main thread only."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

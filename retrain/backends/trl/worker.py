@@ -7,7 +7,7 @@ single-process run; TRL and Accelerate split the batch and synchronise the gradi
 metrics, samples and checkpoint markers (the callbacks check `is_world_process_zero`), the parent
 `retrain run` follows metrics.jsonl for its progress bar. Outcomes for the parent:
 
-    RUN_DIR/trl/result.json   rank 0, after the model is saved: {"steps_completed": N, "interrupted": bool}
+    RUN_DIR/trl/result.json   rank 0, at the end: {"steps_completed": N, "interrupted": bool}
     RUN_DIR/trl/error.txt     the first process to fail: its one-line message
 """
 
@@ -16,9 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
 
 from retrain.core.errors import RetrainError
 from retrain.core.run_dir import RunDir
@@ -35,6 +39,29 @@ def _record_error(run_dir: RunDir, message: str) -> None:
         pass
 
 
+class StopOnSignal(TrainerCallback):
+    """Ctrl-C for N processes. SIGINT only sets a flag; at the end of each step the processes agree
+    (a sum over all of them) and, if any was asked to stop, all checkpoint that step and stop together.
+    Stopping wherever the signal lands would leave one process in a collective the others never join."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.accelerator: Any = None
+        signal.signal(signal.SIGINT, self._request)
+
+    def _request(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import torch
+
+        flag = torch.tensor([1.0 if self.requested else 0.0], device=self.accelerator.device)
+        if self.accelerator.reduce(flag, reduction="sum").item() > 0:
+            self.requested = True
+            control.should_save = True  # the Trainer saves right after this callback, then stops
+            control.should_training_stop = True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m retrain.backends.trl.worker")
     parser.add_argument("run_dir")
@@ -44,28 +71,24 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     from retrain.config_models import TrainingConfig
 
-    config = TrainingConfig.from_yaml(run_dir.path / "config.yaml")
-    if config.model.loader == "unsloth":
-        from retrain.backends.trl.loader import import_unsloth
-
-        import_unsloth()
-    from retrain.backends.trl.launch import _quiet_libraries, _save_interrupted, build_trainer
+    config = TrainingConfig.from_yaml(run_dir.path / "config.yaml")  # (Unsloth is one-GPU only: validated)
+    from retrain.backends.trl.launch import _quiet_libraries, build_trainer
     from retrain.core.progress import ProgressReporter
 
+    stop = StopOnSignal()  # from now on SIGINT asks for a stop; it no longer raises
     _quiet_libraries()
     trainer = None
     try:
         trainer = build_trainer(config, run_dir, ProgressReporter(enabled=False))
+        stop.accelerator = trainer.accelerator
+        trainer.add_callback(stop)
         if trainer.is_world_process_zero():  # what the processes really run, for processes.log
             print(f"retrain: {trainer.accelerator.num_processes} processes, "
                   f"{trainer.accelerator.distributed_type.value}, fsdp={trainer.is_fsdp_enabled}, "
                   f"deepspeed={trainer.is_deepspeed_enabled}, device={trainer.accelerator.device}", flush=True)
-        interrupted = False
-        try:
+        if not stop.requested:
             trainer.train(resume_from_checkpoint=args.resume)
-        except KeyboardInterrupt:
-            interrupted = True
-            _save_interrupted(trainer, run_dir)
+        interrupted = stop.requested
         if not interrupted:
             trainer.save_model(str(run_dir.model_dir))  # every rank: FSDP and ZeRO-3 gather the weights
             if trainer.is_world_process_zero():
@@ -73,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         if trainer.is_world_process_zero():
             (run_dir.path / RESULT).write_text(json.dumps(
                 {"steps_completed": trainer.state.global_step, "interrupted": interrupted}))
-        return 130 if interrupted else 0
+        return 0
     except RetrainError as exc:
         _record_error(run_dir, str(exc))
         print(f"rank {rank}: error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ On GPUs verl rolls out with vLLM; on a CPU with a transformers rollout and a pla
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 from retrain.core.backend import Capabilities, NativeConfig, TrainResult, check_capabilities, missing_packages
@@ -54,6 +55,17 @@ class VerlBackend:
                 f"over the {gpus} GPUs; make prompts_per_step x group_size a multiple of {gpus}",
             ))
         engine = config.rollout.engine
+        if gpus and engine == "vllm" and resources.ray_address is None and importlib.util.find_spec("vllm") is None:
+            issues.append(ConfigIssue(
+                "rollout.engine", None, "vLLM is not installed here: `pip install 'retrain[verl,vllm]'` (CUDA GPUs)"
+            ))
+        for key, field in (("name", "engine"), ("gpu_memory_utilization", "gpu_memory_utilization"),
+                           ("tensor_model_parallel_size", "tensor_parallel_size")):
+            if f"actor_rollout_ref.rollout.{key}" in config.backend_options.get("verl", {}):
+                issues.append(ConfigIssue(
+                    f"backend_options.verl.actor_rollout_ref.rollout.{key}", None,
+                    f"set this through `rollout.{field}` instead",
+                ))
         if gpus == 0 and engine == "vllm":
             issues.append(ConfigIssue(
                 "rollout.engine", None,

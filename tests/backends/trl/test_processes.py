@@ -71,11 +71,14 @@ def test_a_failing_reward_stops_every_process_with_one_message(tmp_path, cpu_pro
 
 def test_gpus_asked_for_where_there_are_none_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv(CPU_PROCESSES_VARIABLE, raising=False)
+    monkeypatch.setattr("retrain.backends.trl.launch.detect_hardware", lambda: (False, False))  # also on GPUs
     with pytest.raises(BackendError, match="gpus_per_node is 2 but PyTorch sees no CUDA GPU here"):
         run_sync(two_process_config(tmp_path), console=QUIET)
 
 
-def test_ctrl_c_stops_every_process_and_keeps_a_checkpoint(tmp_path, cpu_processes):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_every_process_and_keeps_a_checkpoint(tmp_path, cpu_processes, stop):
+    """Ctrl-C, or a scheduler's SIGTERM: every process checkpoints the step it is in, together, and stops."""
     import json
     import signal
     import subprocess
@@ -102,7 +105,7 @@ def test_ctrl_c_stops_every_process_and_keeps_a_checkpoint(tmp_path, cpu_process
     assert process.poll() is None, process.stderr.read()[-3000:]
     family = psutil.Process(process.pid).children(recursive=True)
     assert len(family) >= 3  # the launcher and the two training processes
-    process.send_signal(signal.SIGINT)
+    process.send_signal(getattr(signal, stop))
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "resume with" in stderr

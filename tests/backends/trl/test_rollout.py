@@ -8,6 +8,8 @@ The real vLLM runs are in tests/backends/trl/test_gpu.py (marked `gpu`).
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from trl import GRPOConfig
 
@@ -73,6 +75,7 @@ def test_server_mode_points_trl_at_the_server(vllm_stand_in, tmp_path, url):
     assert "vllm_gpu_memory_utilization" not in kwargs and "rollout: vLLM server (vllm_mode: server)" in notes
 
 
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
 def test_asking_for_vllm_where_it_is_not_installed_is_a_validation_error():
     with pytest.raises(ConfigError) as info:
         config(rollout={"engine": "vllm"})
@@ -86,9 +89,11 @@ def test_an_explicit_engine_is_kept_whatever_the_machine(vllm_stand_in):
     assert resolve_engine(config(rollout={"engine": "vllm"}), cuda=False, vllm_installed=True)[0] == "vllm"
 
 
-def test_vllm_without_a_gpu_stops_before_loading_anything(vllm_stand_in, tmp_path):
+def test_vllm_without_a_gpu_stops_before_loading_anything(vllm_stand_in, tmp_path, monkeypatch):
     """Validation cannot know the machine (configs are validated on laptops for GPU boxes); the start can."""
     from retrain.backends.trl.launch import build_trainer
+
+    monkeypatch.setattr("retrain.backends.trl.launch.detect_hardware", lambda: (False, False))  # also on GPUs
     from retrain.core.progress import ProgressReporter
     from retrain.core.run_dir import RunDir
 
@@ -121,3 +126,14 @@ def test_colocated_tensor_parallel_must_divide_the_processes(vllm_stand_in):
         config(rollout={"engine": "vllm", "tensor_parallel_size": 2}, resources={"gpus_per_node": 3},
                algorithm={"prompts_per_step": 3})
     assert [issue.field for issue in info.value.issues] == ["rollout.tensor_parallel_size"]
+
+
+def test_vllm_settings_with_transformers_generation_are_an_error():
+    with pytest.raises(ConfigError) as info:
+        config(rollout={"engine": "transformers", "gpu_memory_utilization": 0.5})
+    assert [issue.field for issue in info.value.issues] == ["rollout.gpu_memory_utilization"]
+
+
+def test_auto_falling_back_to_transformers_says_the_vllm_settings_are_unused():
+    _, notes = kwargs_on(config(rollout={"gpu_memory_utilization": 0.5}), cuda=False, has_vllm=False)
+    assert any("gpu_memory_utilization unused" in note for note in notes)

@@ -116,7 +116,7 @@ def test_rollout_settings_reach_verls_vllm_rollout():
     from retrain.backends.verl import backend
 
     source = config(backend="verl", resources={"gpus_per_node": 2},
-                    rollout={"engine": "vllm", "gpu_memory_utilization": 0.6, "tensor_parallel_size": 2})
+                    rollout={"gpu_memory_utilization": 0.6, "tensor_parallel_size": 2})  # auto: vLLM on GPUs
     rollout = backend.translate(source).settings["composed"]["actor_rollout_ref"]["rollout"]
     assert (rollout["name"], rollout["gpu_memory_utilization"], rollout["tensor_model_parallel_size"]) == (
         "vllm", 0.6, 2)
@@ -133,6 +133,8 @@ def test_rollout_settings_reach_verls_vllm_rollout():
     ({"rollout": {"tensor_parallel_size": 3}, "resources": {"gpus_per_node": 4}}, "rollout.tensor_parallel_size",
      "cannot be split"),
     ({"model": {"name": "retrain:tiny", "loader": "unsloth"}}, "model.loader", "use `backend: trl`"),
+    ({"backend_options": {"verl": {"actor_rollout_ref.rollout.gpu_memory_utilization": 0.4}}},
+     "backend_options.verl.actor_rollout_ref.rollout.gpu_memory_utilization", "rollout.gpu_memory_utilization"),
 ])
 def test_verl_rejects_rollout_settings_it_cannot_honour(sections, field, words):
     with pytest.raises(ConfigError) as info:
