@@ -59,7 +59,9 @@ class VerlBackend:
             issues.append(ConfigIssue(
                 "rollout.engine", None, "vLLM is not installed here: `pip install 'retrain[verl,vllm]'` (CUDA GPUs)"
             ))
-        for key, field in (("name", "engine"), ("gpu_memory_utilization", "gpu_memory_utilization"),
+        # (`actor_rollout_ref.rollout.name` stays open: it selects engines `rollout.engine` does not list,
+        # e.g. sglang, or a test's scripted rollout.)
+        for key, field in (("gpu_memory_utilization", "gpu_memory_utilization"),
                            ("tensor_model_parallel_size", "tensor_parallel_size")):
             if f"actor_rollout_ref.rollout.{key}" in config.backend_options.get("verl", {}):
                 issues.append(ConfigIssue(
