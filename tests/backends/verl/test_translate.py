@@ -129,7 +129,8 @@ def test_rollout_settings_reach_verls_vllm_rollout():
     ({"rollout": {"engine": "transformers"}, "resources": {"gpus_per_node": 1}}, "rollout.engine",
      "verl on GPUs generates with vLLM"),
     ({"rollout": {"vllm_mode": "server"}, "resources": {"gpus_per_node": 1}}, "rollout.vllm_mode", "'server' mode"),
-    ({"rollout": {"gpu_memory_utilization": 0.5}}, "rollout.gpu_memory_utilization", "CPU run"),
+    ({"rollout": {"engine": "transformers", "gpu_memory_utilization": 0.5}}, "rollout.gpu_memory_utilization",
+     "engine is transformers"),
     ({"rollout": {"tensor_parallel_size": 3}, "resources": {"gpus_per_node": 4}}, "rollout.tensor_parallel_size",
      "cannot be split"),
     ({"model": {"name": "retrain:tiny", "loader": "unsloth"}}, "model.loader", "use `backend: trl`"),
@@ -140,6 +141,14 @@ def test_verl_rejects_rollout_settings_it_cannot_honour(sections, field, words):
     with pytest.raises(ConfigError) as info:
         config(backend="verl", **sections)
     assert any(issue.field == field and words in issue.message for issue in info.value.issues), info.value
+
+
+def test_vllm_settings_on_a_cpu_run_are_noted_unused_not_refused():
+    """The same YAML serves a GPU machine: with engine auto, a CPU run generates with transformers."""
+    from retrain.backends.verl import backend
+
+    native = backend.translate(config(backend="verl", rollout={"gpu_memory_utilization": 0.5}))
+    assert "rollout.gpu_memory_utilization unused: a CPU run generates with transformers" in native.notes
 
 
 def test_cpu_gets_the_hf_rollout_in_float32():
