@@ -28,6 +28,6 @@ def coerce_score(value: Any, name: str) -> float | None:
     if isinstance(value, int | float):
         score = float(value)
         if math.isnan(score) or math.isinf(score):
-            raise ValueError(f"reward '{name}' returned {score}; return a finite number or None to abstain")
+            raise ValueError(f"returned {score}; return a finite number or None to abstain")
         return score
-    raise TypeError(f"reward '{name}' returned {value!r}; return a number, or None to abstain")
+    raise TypeError(f"returned {value!r}; return a number, or None to abstain")

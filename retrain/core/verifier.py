@@ -26,5 +26,5 @@ def coerce_outcome(value: Any, name: str) -> VerifierOutcome:
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], bool):
         return VerifierOutcome(value[0], str(value[1]))
     raise TypeError(
-        f"verifier '{name}' returned {value!r}; return a bool, a (bool, reason) pair or a VerifierOutcome"
+        f"returned {value!r}; return a bool, a (bool, reason) pair or a VerifierOutcome"
     )

@@ -16,7 +16,8 @@ import pytest
 from retrain.core.errors import RetrainError
 from retrain.core.metrics import read_jsonl
 from retrain.core.run import run_sync
-from tests.tiny_runs import QUIET, tiny_config
+from retrain.testing.faults import _some
+from tests.tiny_runs import BATCH, QUIET, tiny_config
 
 FAULTS = ["raises_sometimes", "nan_sometimes", "wrong_length", "hangs_sometimes"]
 
@@ -31,17 +32,32 @@ def fault_config(tmp_path: Path, backend: str, on_error: str, faults: list[str])
     return config
 
 
+# Which completions each fault fails on (retrain.testing.faults picks them by the text's crc32).
+FAILS_ON = {
+    "raises_sometimes": lambda text: _some(text),
+    "nan_sometimes": lambda text: _some(text) or _some(text, 3),
+    "wrong_length": lambda text: True,
+    "hangs_sometimes": lambda text: _some(text, 3),
+}
+REASONS = {"raises_sometimes": "this reward fails on purpose", "nan_sometimes": "returned ",
+           "wrong_length": "wrong length", "hangs_sometimes": "timed out after 2s"}
+
+
 def check_penalized(summary: dict) -> None:
+    """Every failure is counted and explained, on exactly the completions it fails on. (verl's sampling is
+    not reproducible on a CPU, so which completions those are differs from run to run: about one run in 25
+    has no completion that `hangs_sometimes` hangs on, which must then count 0.)"""
     assert summary["status"] == "completed"
     run_dir = Path(summary["run_dir"])
     (record,) = read_jsonl(run_dir / "metrics.jsonl")
-    for name in FAULTS:
-        assert record[f"errors/{name}/count"] > 0, name
     assert math.isfinite(record["reward/mean"])
     samples = [json.loads(line) for path in (run_dir / "samples").iterdir() for line in path.open()]
-    reasons = " ".join(error for sample in samples for error in sample["breakdown"]["errors"].values())
-    assert "this reward fails on purpose" in reasons and "returned nan" in reasons
-    assert "wrong length" in reasons and "timed out after 2s" in reasons
+    assert len(samples) == BATCH  # every completion of the step is kept
+    for name, fails in FAILS_ON.items():
+        failing = [sample for sample in samples if fails(sample["completion"])]
+        assert record[f"errors/{name}/count"] == len(failing), name
+        assert all(REASONS[name] in sample["breakdown"]["errors"][name] for sample in failing), name
+    assert record["errors/raises_sometimes/count"] + record["errors/hangs_sometimes/count"] > 0
     assert all(sample["breakdown"]["total"] == -5.0 for sample in samples)  # wrong_length fails every one
 
 
@@ -49,7 +65,9 @@ def check_failed(tmp_path: Path, backend: str) -> None:
     with pytest.raises(RetrainError) as info:
         run_sync(fault_config(tmp_path, backend, "fail", ["nan_sometimes"]), console=QUIET)
     message = str(info.value)
-    assert "nan_sometimes" in message and "returned nan" in message and "on_error: penalize" in message
+    assert "on_error: penalize" in message
+    # The first failing completion decides which: verl's CPU sampling is not reproducible.
+    assert message.startswith(("reward 'nan_sometimes' returned nan;", "reward 'nan_sometimes' returned inf;")), message
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
 
