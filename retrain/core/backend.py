@@ -164,6 +164,9 @@ def check_capabilities(config: TrainingConfig, capabilities: Capabilities, backe
             f"backend '{backend}' does not run vLLM in '{rollout.vllm_mode}' mode"
             + (f"; choose one of {modes}" if modes else ""),
         ))
+    if rollout.engine == "transformers":  # asked for transformers, and set vLLM's knobs: a mistake
+        issues += [ConfigIssue(field, None, "a vLLM setting, and engine is transformers; remove it (or use vllm)")
+                   for field in rollout.vllm_settings()]
     if config.model.loader not in capabilities.model_loaders:
         issues.append(ConfigIssue(
             "model.loader", None,

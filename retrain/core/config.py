@@ -304,6 +304,12 @@ class RolloutConfig(_Strict):
     )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one vLLM engine is split across.")
 
+    def vllm_settings(self) -> list[str]:
+        """The fields set that only vLLM uses (unused, or a mistake, where transformers generates)."""
+        return [f"rollout.{name}" for name, given in (
+            ("gpu_memory_utilization", self.gpu_memory_utilization is not None),
+            ("tensor_parallel_size", self.tensor_parallel_size > 1)) if given]
+
     @field_validator("server_url")
     @classmethod
     def _url(cls, url: str | None) -> str | None:

@@ -150,13 +150,6 @@ def _check_rollout(config: TrainingConfig) -> list[ConfigIssue]:
             "rollout.engine", None,
             "vLLM is not installed here: `pip install 'retrain[vllm]'` (CUDA GPUs), or set engine: auto",
         ))
-    if rollout.engine == "transformers":
-        for field, unused in (("gpu_memory_utilization", rollout.gpu_memory_utilization is not None),
-                              ("tensor_parallel_size", rollout.tensor_parallel_size > 1)):
-            if unused:
-                issues.append(ConfigIssue(
-                    f"rollout.{field}", None, "a vLLM setting, and engine is transformers; remove it (or use vllm)"
-                ))
     if rollout.vllm_mode == "server":
         for field, value, flag in (
             ("gpu_memory_utilization", rollout.gpu_memory_utilization, "--gpu-memory-utilization"),
@@ -295,9 +288,7 @@ def grpo_config_kwargs(
     precision, notes = _precision(config, cuda, bf16_supported)
     engine, why = resolve_engine(config, cuda, has_vllm)
     notes.append(why)
-    unused = [f"rollout.{name}" for name, set_ in (
-        ("gpu_memory_utilization", config.rollout.gpu_memory_utilization is not None),
-        ("tensor_parallel_size", config.rollout.tensor_parallel_size > 1)) if set_]
+    unused = config.rollout.vllm_settings()
     if engine == "transformers" and unused:
         notes.append(f"{', '.join(unused)} unused: generating with transformers")
     kwargs: dict[str, Any] = {

@@ -78,12 +78,7 @@ class VerlBackend:
                 "rollout.engine", None,
                 "verl on GPUs generates with vLLM (the transformers rollout is for CPU runs); set engine: auto or vllm",
             ))
-        unused = _unused_vllm_settings(config)
-        if engine == "transformers" and unused:  # asked for transformers, and set vLLM's knobs: a mistake
-            issues.append(ConfigIssue(
-                unused[0], None, "a vLLM setting, and engine is transformers; remove it (or use vllm)"
-            ))
-        elif gpus and gpus % config.rollout.tensor_parallel_size:
+        if gpus and gpus % config.rollout.tensor_parallel_size:
             issues.append(ConfigIssue(
                 "rollout.tensor_parallel_size", None,
                 f"{gpus} GPUs cannot be split into vLLM engines of {config.rollout.tensor_parallel_size}; "
@@ -107,7 +102,7 @@ class VerlBackend:
         from retrain.backends.verl.translate import translate_config
 
         native = translate_config(config, hardware_overrides=machine_overrides(config))
-        unused = _unused_vllm_settings(config)
+        unused = config.rollout.vllm_settings()
         if config.resources.gpus_per_node == 0 and unused:  # engine auto on a CPU: the same YAML serves GPUs
             native.notes.append(f"{', '.join(unused)} unused: a CPU run generates with transformers")
         return native
@@ -116,13 +111,6 @@ class VerlBackend:
         from retrain.backends.verl.launch import train
 
         return train(config, run_dir, progress)
-
-
-def _unused_vllm_settings(config: TrainingConfig) -> list[str]:
-    """The vLLM settings a transformers rollout would not use."""
-    return [f"rollout.{name}" for name, given in (
-        ("gpu_memory_utilization", config.rollout.gpu_memory_utilization is not None),
-        ("tensor_parallel_size", config.rollout.tensor_parallel_size > 1)) if given]
 
 
 backend = VerlBackend()
