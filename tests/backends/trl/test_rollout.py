@@ -16,6 +16,7 @@ from trl import GRPOConfig
 from retrain.backends.trl.translate import DEFAULT_VLLM_SERVER, grpo_config_kwargs, resolve_engine
 from retrain.config_models import TrainingConfig
 from retrain.core.errors import BackendError, ConfigError
+from tests.tiny_runs import no_gpu
 
 
 @pytest.fixture
@@ -89,11 +90,10 @@ def test_an_explicit_engine_is_kept_whatever_the_machine(vllm_stand_in):
     assert resolve_engine(config(rollout={"engine": "vllm"}), cuda=False, vllm_installed=True)[0] == "vllm"
 
 
-def test_vllm_without_a_gpu_stops_before_loading_anything(vllm_stand_in, tmp_path, monkeypatch):
+@no_gpu
+def test_vllm_without_a_gpu_stops_before_loading_anything(vllm_stand_in, tmp_path):
     """Validation cannot know the machine (configs are validated on laptops for GPU boxes); the start can."""
     from retrain.backends.trl.launch import build_trainer
-
-    monkeypatch.setattr("retrain.backends.trl.launch.detect_hardware", lambda: (False, False))  # also on GPUs
     from retrain.core.progress import ProgressReporter
     from retrain.core.run_dir import RunDir
 
