@@ -42,3 +42,12 @@ def _cuda() -> bool:
 
 # For the paths a machine without a GPU takes for real (CI's machines); a GPU machine cannot reach them.
 no_gpu = pytest.mark.skipif(_cuda(), reason="checks what happens without a GPU")
+
+
+def stand_in_package(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make `name` look installed to importlib.util.find_spec (what validation and the engine choice ask),
+    for a package these machines cannot run (vLLM, Unsloth need CUDA): importing it still fails."""
+    package = tmp_path / "stand_in" / name
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(f'raise ImportError("a test stand-in for {name}; it cannot be imported")\n')
+    monkeypatch.syspath_prepend(str(tmp_path / "stand_in"))

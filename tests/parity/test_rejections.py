@@ -7,6 +7,7 @@ import pytest
 
 from retrain.core.errors import ConfigError
 from tests.parity.build import retrain_config
+from tests.tiny_runs import stand_in_package
 
 BASE = {"model": {"name": "retrain:tiny"}, "example_prompts": ["Write a poem."]}
 
@@ -60,9 +61,7 @@ def test_both_backends_accept_every_loss_aggregation_and_the_shared_reward_scali
 def test_vllm_options_one_backend_cannot_honour(sections, rejecting, field, tmp_path, monkeypatch):
     """With vLLM "installed": an empty stand-in package that only importlib.util.find_spec sees (vLLM needs
     CUDA and is not installed on the machines this suite runs on)."""
-    (tmp_path / "vllm").mkdir()
-    (tmp_path / "vllm" / "__init__.py").write_text('raise ImportError("a test stand-in for vLLM")\n')
-    monkeypatch.syspath_prepend(str(tmp_path))
+    stand_in_package("vllm", tmp_path, monkeypatch)
     data = {**BASE, **sections, "resources": {"gpus_per_node": 1}}
     with pytest.raises(ConfigError) as info:
         retrain_config(data, rejecting)

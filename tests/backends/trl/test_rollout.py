@@ -16,15 +16,12 @@ from trl import GRPOConfig
 from retrain.backends.trl.translate import DEFAULT_VLLM_SERVER, grpo_config_kwargs, resolve_engine
 from retrain.config_models import TrainingConfig
 from retrain.core.errors import BackendError, ConfigError
-from tests.tiny_runs import no_gpu
+from tests.tiny_runs import no_gpu, stand_in_package
 
 
 @pytest.fixture
 def vllm_stand_in(tmp_path, monkeypatch):
-    package = tmp_path / "stand_in" / "vllm"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text('raise ImportError("a test stand-in for vLLM; it cannot be imported")\n')
-    monkeypatch.syspath_prepend(str(tmp_path / "stand_in"))
+    stand_in_package("vllm", tmp_path, monkeypatch)
 
 
 def config(**sections) -> TrainingConfig:

@@ -17,7 +17,7 @@ from retrain.backends.trl.loader import from_pretrained_kwargs, get_peft_model_k
 from retrain.config_models import TrainingConfig
 from retrain.core.errors import ConfigError
 from retrain.core.run import run_sync
-from tests.tiny_runs import QUIET, metrics, tiny_config
+from tests.tiny_runs import QUIET, metrics, stand_in_package, tiny_config
 
 needs_unsloth = pytest.mark.skipif(importlib.util.find_spec("unsloth") is None,
                                    reason="unsloth is not installed: `make test-unsloth` runs these")
@@ -51,10 +51,7 @@ def test_without_unsloth_installed_the_loader_is_a_validation_error():
 
 
 def test_unsloth_runs_on_one_gpu_only(tmp_path, monkeypatch):
-    stand_in = tmp_path / "stand_in" / "unsloth"  # only find_spec sees it: the check is about processes
-    stand_in.mkdir(parents=True)
-    (stand_in / "__init__.py").write_text('raise ImportError("a test stand-in for unsloth")\n')
-    monkeypatch.syspath_prepend(str(tmp_path / "stand_in"))
+    stand_in_package("unsloth", tmp_path, monkeypatch)  # the check is about processes, not Unsloth itself
     with pytest.raises(ConfigError) as info:
         TrainingConfig.from_data({"model": {"name": "retrain:tiny", "loader": "unsloth"}, "example_prompts": ["p"],
                                   "resources": {"gpus_per_node": 2}})
