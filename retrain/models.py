@@ -59,11 +59,30 @@ def check_model_reference(name: str) -> str | None:
     return None
 
 
-def resolve_model(name: str) -> str:
-    """A path or hub id that `from_pretrained` can load. Built-ins are materialised in the cache."""
+def is_hub_id(name: str) -> bool:
+    """Whether `name` (already checked) names a hub model rather than a built-in or a local folder."""
+    if name.startswith("retrain:"):
+        return False
+    try:
+        return not Path(name).expanduser().exists()
+    except (OSError, RuntimeError):
+        return False
+
+
+def resolve_model(name: str, revision: str | None = None) -> str:
+    """A path or hub id that `from_pretrained` can load. Built-ins are materialised in the cache. With a
+    `revision` (a hub id's branch, tag or commit), that snapshot is downloaded and its folder returned, so
+    a backend that loads from a folder (verl) trains the same revision as one that takes `revision=`."""
     problem = check_model_reference(name)
     if problem:
         raise ModelError(problem)
+    if revision is not None:
+        from huggingface_hub import snapshot_download
+
+        try:
+            return snapshot_download(name, revision=revision)
+        except Exception as exc:  # no network, unknown revision, gated model
+            raise ModelError(f"cannot download revision '{revision}' of model '{name}': {exc}") from None
     if name == "retrain:smollm2-135m-instruct":
         return str(_materialise("smollm2-135m-instruct", _convert_smollm2))
     if name == "retrain:tiny":

@@ -39,6 +39,8 @@ class Capabilities:
     vllm_modes: frozenset[str] = frozenset()
     # What can load the model ("transformers", "unsloth").
     model_loaders: frozenset[str] = frozenset({"transformers"})
+    # Learning-rate schedules ("constant", "linear", "cosine").
+    lr_schedulers: frozenset[str] = frozenset({"constant", "linear", "cosine"})
 
 
 @dataclass
@@ -120,6 +122,12 @@ def check_capabilities(config: TrainingConfig, capabilities: Capabilities, backe
             None,
             f"backend '{backend}' does not support '{algorithm.reward_scaling}'; "
             f"choose one of {sorted(capabilities.reward_scalings)}",
+        ))
+    if config.optimizer.lr_scheduler not in capabilities.lr_schedulers:
+        issues.append(ConfigIssue(
+            "optimizer.lr_scheduler", None,
+            f"backend '{backend}' has no '{config.optimizer.lr_scheduler}' schedule; choose one of "
+            f"{sorted(capabilities.lr_schedulers)}",
         ))
     if config.model.lora is not None and not capabilities.lora:
         issues.append(ConfigIssue("model.lora", None, f"backend '{backend}' cannot train LoRA adapters; remove it"))

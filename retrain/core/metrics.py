@@ -35,6 +35,30 @@ OPTIONAL_KEYS = (
     "peak_memory_gb",
     "elapsed_seconds",
 )
+# One definition per key, the same on every backend; a backend that cannot give a key as defined leaves it
+# out rather than reporting something else under its name. (docs/backends.md lists the mappings.)
+DEFINITIONS: dict[str, str] = {
+    "reward/mean": "mean of the Scorer's totals over the step's completions",
+    "reward/std": "their standard deviation",
+    "completion_length/mean": "mean tokens the model generated per completion (tool and environment tokens "
+                              "are not counted)",
+    "completion_length/max": "the most tokens the model generated in one completion",
+    "kl": "mean over the step's completion tokens of the KL estimate against the reference (k3); verl gives it "
+          "only with loss_aggregation dapo (token-mean), as it aggregates it like its loss otherwise",
+    "entropy": "mean over the step's completion tokens of the policy's entropy; verl: dapo only, as kl",
+    "loss": "the objective minimised (policy loss + kl_coef x KL - entropy_coef x entropy), mean over the step's "
+            "optimizer updates",
+    "grad_norm": "the global gradient norm before clipping, mean over the step's optimizer updates (TRL logs only "
+                 "the last update's: with several updates per step it is left out on TRL)",
+    "learning_rate": "the learning rate the scheduler reports at the end of the step",
+    "clip_ratio": "share of completion tokens whose ratio was clipped",
+    "tokens": "prompt and completion tokens seen so far",
+    "step_seconds": "wall time of one step (generation, scoring, updates), checkpoint saving left out",
+    "tokens_per_second": "tokens processed in the step over step_seconds",
+    "peak_memory_gb": "peak memory of the process that trains: GPU memory allocated by torch, or on a CPU the "
+                      "process's peak resident memory (on TRL that process also generates; on verl the "
+                      "rollout runs in its own processes)",
+}
 # What the Scorer scores: each reward's mean, each verifier's pass rate, each constraint's mean.
 SCORE_PREFIXES = ("rewards/", "verifiers/", "constraints/")
 COMPONENT_PREFIXES = (*SCORE_PREFIXES, "errors/", "env/")

@@ -61,6 +61,11 @@ class ProgressReporter:
                 self._warned.add(key)
                 self.console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
+    def note(self, message: str) -> None:
+        """Something about the run a person should know before it trains (printed once, as a warning)."""
+        if self.enabled:
+            self.console.print(f"[yellow]note:[/] {escape(message)}", soft_wrap=True)
+
     def warnings(self, record: dict[str, Any]) -> list[tuple[str, str]]:
         """What in a step's record a person should know about: rules that failed, and completions that
         were all empty or all cut off at the length limit (training on them teaches little)."""

@@ -52,18 +52,21 @@ def config_data(folder: Path) -> dict:
     source.write_text("".join(json.dumps(row) + "\n" for row in ROWS), encoding="utf-8")
     return {
         "model": {"name": "retrain:tiny"},
-        "data": {"source": str(source), "answer_column": "pet"},
+        "data": {"source": str(source), "answer_column": "pet", "system_prompt": "You write short poems."},
         "verifiers": [{"rule": "mentions_a_cat"}],
         "rewards": {
             "goal": "Poem is happy, creative, and about a cat.",
             "functions": [
                 {"function": "tests.parity.dataset_rewards:names_the_answer", "bounds": [0, 1]},
                 {"function": "tests.parity.dataset_rewards:within_word_limit", "bounds": [0, 1]},
+                {"function": "tests.parity.dataset_rewards:prompt_messages_seen", "bounds": [0, 10], "weight": 0},
+                {"function": "tests.parity.dataset_rewards:completion_tokens_seen", "bounds": [0, 99], "weight": 0},
             ],
             "constraints": [{"type": "penalize_text_containing", "text_to_avoid": "s", "penalty_score": -1.0}],
         },
         "algorithm": {"group_size": GROUP, "prompts_per_step": len(ROWS), "max_completion_tokens": 16},
-        "training": {"output_dir": str(folder / "runs"), "samples_per_step": BATCH},
+        # Seed 0 puts the rows' first step in file order (retrain.data.step_order), as the expectations read.
+        "training": {"output_dir": str(folder / "runs"), "samples_per_step": BATCH, "seed": 0},
     }
 
 
@@ -98,15 +101,17 @@ def score_on_verl(data: dict, folder: Path, ids: list[list[int]], pad_id: int) -
 
     from retrain.backends.verl.data import write_parquet
     from retrain.backends.verl.launch import run_overrides
-    from retrain.data import load_rows
+    from retrain.data import training_rows
     from retrain.models import resolve_model
 
     config = retrain_config(data, "verl")
     run_dir = RunDir.create(folder, "verl")
     run_dir.write_config(config.to_yaml_dict(), "")  # the reward function builds its Scorer from config.yaml
-    parquet = write_parquet(load_rows(config.data), run_dir.path / "verl" / "train.parquet")
+    ordered, longest = training_rows(config, tiny_tokenizer())  # what verl's launcher writes
+    parquet = write_parquet(ordered, run_dir.path / "verl" / "train.parquet")
     rows = pq.read_table(parquet).to_pylist()  # the rows verl's dataset reads
-    composed = verl_composed(data, run_overrides(config, run_dir, resolve_model(config.model.name), env={}))
+    composed = verl_composed(data, run_overrides(config, run_dir, resolve_model(config.model.name), env={},
+                                                 prompt_length=longest))
 
     width = max(len(sequence) for sequence in ids)
     responses = torch.full((BATCH, width), pad_id)
@@ -182,6 +187,14 @@ def test_dataset_columns_reach_the_rewards_on_both_backends(scored):
     for side in (scored["trl"], scored["verl"]):
         assert [b["rewards"]["names_the_answer"] for b in breakdowns(side)] == [1, 1, 0, 0, 1, 1, 0, 0]
         assert [b["rewards"]["within_word_limit"] for b in breakdowns(side)] == [1, 0, 1, 1, 1, 1, 0, 1]
+
+
+def test_the_scorer_sees_every_prompt_message_and_the_completion_token_ids_on_both_backends(scored):
+    """The same Rollout on both: the system prompt with the user turn, and the token ids the model generated."""
+    ids = completion_ids(tiny_tokenizer())
+    for side in (scored["trl"], scored["verl"]):
+        assert [b["rewards"]["prompt_messages_seen"] for b in breakdowns(side)] == [2.0] * BATCH
+        assert [b["rewards"]["completion_tokens_seen"] for b in breakdowns(side)] == [float(len(i)) for i in ids]
 
 
 def test_every_breakdown_field_is_identical_on_both_backends_apart_from_the_semantic_goal(scored):

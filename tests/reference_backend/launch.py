@@ -21,7 +21,7 @@ from retrain.core.progress import ProgressReporter
 from retrain.core.rollout import Message, Rollout
 from retrain.core.run_dir import RunDir
 from retrain.core.scoring import Scorer
-from retrain.data import load_rows
+from retrain.data import training_rows
 from retrain.models import resolve_model
 
 
@@ -65,12 +65,14 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     if checkpoint is not None:
         run_dir.set_aside_after(start)
 
-    source = str(checkpoint) if checkpoint else resolve_model(config.model.name)
+    source = str(checkpoint) if checkpoint else resolve_model(config.model.name, config.model.revision)
     tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=algorithm.learning_rate)
+    settings = config.optimizer
+    optimizer = torch.optim.AdamW(model.parameters(), lr=algorithm.learning_rate, weight_decay=settings.weight_decay,
+                                  betas=settings.betas, eps=settings.eps)
     random.seed(training.seed)
     torch.manual_seed(training.seed)
     if checkpoint is not None:
@@ -80,21 +82,22 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
         random.setstate(state["python_rng"])
 
     scorer = Scorer.from_config(config)
-    rows = load_rows(config.data)
+    rows, _ = training_rows(config, tokenizer, progress)  # in step order: step N takes the N-th prompts
     progress.start(algorithm.max_steps, completed=start)
     last_checkpoint = checkpoint
     try:
         for step in range(start + 1, algorithm.max_steps + 1):
             began = time.monotonic()
-            batch_rows = [rows[((step - 1) * algorithm.prompts_per_step + i) % len(rows)]
-                          for i in range(algorithm.prompts_per_step)]
-            texts = [tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
+            batch_rows = rows[(step - 1) * algorithm.prompts_per_step: step * algorithm.prompts_per_step]
+            texts = [tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False,
+                                                   **config.data.chat_template_kwargs)
                      for row in batch_rows for _ in range(algorithm.group_size)]
             prompts = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             model.eval()
             with torch.no_grad():
                 sequences = model.generate(
                     **prompts, do_sample=True, temperature=algorithm.temperature, top_p=algorithm.top_p,
+                    top_k=algorithm.top_k or None,
                     max_new_tokens=algorithm.max_completion_tokens, pad_token_id=tokenizer.pad_token_id,
                 )
             width = prompts["input_ids"].shape[1]
@@ -124,7 +127,7 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
                                algorithm.max_completion_tokens)
             optimizer.zero_grad()
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
             optimizer.step()
 
             seconds = time.monotonic() - began

@@ -13,10 +13,11 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from retrain.backends.trl.callbacks import NeutralMetricsCallback
+from retrain.backends.trl.callbacks import NeutralMetricsCallback, finish_checkpoint
 from retrain.backends.trl.environment import EpisodeRollouts, tag_rows
 from retrain.backends.trl.rewards import ScorerRewardFunction
 from retrain.backends.trl.translate import (
@@ -36,7 +37,7 @@ from retrain.core.ports import free_port
 from retrain.core.progress import ProgressReporter
 from retrain.core.run_dir import RunDir
 from retrain.core.scoring import Scorer
-from retrain.data import load_rows
+from retrain.data import training_rows
 from retrain.models import resolve_model
 
 
@@ -83,8 +84,6 @@ def build_trainer(  # type: ignore[no-untyped-def]
         tokenizer.pad_token = tokenizer.eos_token
 
     kwargs, _ = grpo_config_kwargs(config, str(run_dir.checkpoints_dir), cuda, bf16_supported, has_vllm)
-    if config.model.revision:
-        kwargs["model_init_kwargs"] = {**kwargs["model_init_kwargs"], "revision": config.model.revision}
     args = GRPOConfig(**kwargs)
 
     scorer = Scorer.from_config(config)
@@ -98,21 +97,28 @@ def build_trainer(  # type: ignore[no-untyped-def]
         from peft import LoraConfig
 
         peft_config = LoraConfig(**lora)
-    rows = load_rows(config.data)
+    rows, _ = training_rows(config, tokenizer, progress)
     episodes = None
     if config.environment is not None:
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental" in TRL 1.16
         rows = tag_rows(rows)
         options = {"generate_batch": generate_batch} if generate_batch else {}
         episodes = EpisodeRollouts(config, rows, tokenizer, **options)
+    class RetrainGRPOTrainer(GRPOTrainer):  # type: ignore[misc, valid-type]  # Unsloth may have patched the class
+        def get_decay_parameter_names(self, model: Any) -> list[str]:
+            # optimizer.weight_decay decays every weight, as verl's AdamW (one parameter group) does;
+            # transformers would spare biases and norm weights.
+            return [name for name, _ in model.named_parameters()]
+
     try:
-        trainer = GRPOTrainer(
+        trainer = RetrainGRPOTrainer(
             model=model,  # type: ignore[arg-type]  # a path, or the model Unsloth loaded
             reward_funcs=[reward_function],  # type: ignore[list-item]  # TRL awaits async callables; its hint omits them
             args=args,
             train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer,
-            callbacks=[NeutralMetricsCallback(run_dir, progress, component_names)],
+            callbacks=[NeutralMetricsCallback(run_dir, progress, component_names,
+                                              config.algorithm.updates_per_step)],
             peft_config=peft_config,
             rollout_func=episodes,
         )
@@ -140,7 +146,7 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     except KeyboardInterrupt:
         interrupted = True
         progress.stop()
-        _save_interrupted(trainer, run_dir)
+        _save_interrupted(trainer, run_dir, config.algorithm.updates_per_step)
         raise
     finally:
         if not interrupted:
@@ -150,21 +156,25 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     trainer.save_model(str(run_dir.model_dir))
     trainer.processing_class.save_pretrained(str(run_dir.model_dir))
     return TrainResult(
-        steps_completed=trainer.state.global_step,
+        steps_completed=trainer.state.global_step // config.algorithm.updates_per_step,
         final_model_dir=run_dir.model_dir,
         last_checkpoint=run_dir.latest_checkpoint(),
     )
 
 
-def _save_interrupted(trainer, run_dir: RunDir) -> Path | None:  # type: ignore[no-untyped-def]
-    """On Ctrl-C, checkpoint the last finished step so `--resume` loses nothing done."""
-    step = trainer.state.global_step
+def _save_interrupted(trainer, run_dir: RunDir, updates_per_step: int) -> Path | None:  # type: ignore[no-untyped-def]
+    """On Ctrl-C, checkpoint the last finished step so `--resume` loses nothing done. Interrupted between
+    the updates of one step (mini-batches, several passes), that step is redone on resume: a checkpoint
+    halfway through a generated batch could not be resumed."""
+    step = trainer.state.global_step // updates_per_step
     latest = run_dir.latest_checkpoint()
-    if step == 0 or (latest is not None and RunDir.checkpoint_step(latest) >= step):
+    if step == 0 or trainer.state.global_step % updates_per_step or (
+        latest is not None and RunDir.checkpoint_step(latest) >= step
+    ):
         return latest
     # Trainer's own checkpoint writer: model, optimizer, scheduler, RNG and trainer state.
     trainer._save_checkpoint(trainer.model, trial=None)
-    run_dir.mark_checkpoint_complete(step)
+    finish_checkpoint(run_dir, trainer.state.global_step, updates_per_step)
     return run_dir.latest_checkpoint()
 
 

@@ -5,9 +5,17 @@ The mapping (documented in docs/backends.md):
 | retrain                          | TRL GRPOConfig                                   |
 |----------------------------------|--------------------------------------------------|
 | algorithm.group_size             | num_generations                                  |
-| algorithm.prompts_per_step       | per_device_train_batch_size = prompts*group/world|
-| algorithm.max_steps              | max_steps                                        |
-| algorithm.learning_rate          | learning_rate (constant schedule)                |
+| algorithm.prompts_per_step       | generation batch = prompts*group (all processes) |
+| algorithm.mini_batches           | steps_per_generation = mini_batches x accumulation|
+| training.micro_batch_size        | per_device_train_batch_size, gradient_accumulation_steps |
+| algorithm.max_steps              | max_steps x updates per step (TRL counts updates)|
+| algorithm.learning_rate          | learning_rate                                    |
+| optimizer.*                      | weight_decay, adam_beta1/2, adam_epsilon, max_grad_norm, |
+|                                  | lr_scheduler_type, warmup_steps (x updates per step)     |
+| algorithm.top_k / entropy_coef   | top_k / entropy_coef                             |
+| data.chat_template_kwargs        | chat_template_kwargs                             |
+| training.seed                    | seed; shuffle_dataset off (retrain orders the prompts) |
+| rollout.importance_sampling_*    | vllm_importance_sampling_correction (token_truncate, cap) |
 | algorithm.kl_coef                | beta (use_bias_correction_kl off, as on verl)    |
 | algorithm.clip_range(_high)      | epsilon, epsilon_high                            |
 | algorithm.loss_aggregation       | loss_type (grpo, dr_grpo, dapo)                  |
@@ -15,8 +23,8 @@ The mapping (documented in docs/backends.md):
 | algorithm.updates_per_batch      | num_iterations                                   |
 | algorithm.temperature / top_p    | temperature / top_p                              |
 | algorithm.max_completion_tokens  | max_completion_length                            |
-| training.seed / save_every / log_every | seed / save_steps / logging_steps          |
-| model.dtype                      | model_init_kwargs.dtype, bf16/fp16, use_cpu      |
+| training.save_every / log_every  | save_steps / logging_steps (x updates per step)  |
+| model.dtype                      | float32 weights + bf16/fp16 autocast (as verl)   |
 | model.lora                       | GRPOTrainer(peft_config=peft.LoraConfig(...))    |
 | model.loader: unsloth            | FastLanguageModel.from_pretrained/get_peft_model |
 | rollout.engine (vllm / auto)     | use_vllm                                         |
@@ -33,6 +41,7 @@ import difflib
 from typing import Any
 
 from retrain.core.backend import NativeConfig
+from retrain.core.batch import batch_issues, batch_plan, processes
 from retrain.core.config import TrainingConfig
 from retrain.core.errors import ConfigIssue
 
@@ -40,7 +49,7 @@ from retrain.core.errors import ConfigIssue
 # neutral config lie about what ran, so they are rejected with a pointer to the right field.
 _OWNED = {
     "num_generations": "algorithm.group_size",
-    "per_device_train_batch_size": "algorithm.prompts_per_step",
+    "per_device_train_batch_size": "training.micro_batch_size",
     "max_steps": "algorithm.max_steps",
     "learning_rate": "algorithm.learning_rate",
     "beta": "algorithm.kl_coef",
@@ -52,6 +61,31 @@ _OWNED = {
     "temperature": "algorithm.temperature",
     "top_p": "algorithm.top_p",
     "max_completion_length": "algorithm.max_completion_tokens",
+    "top_k": "algorithm.top_k",
+    "entropy_coef": "algorithm.entropy_coef",
+    "steps_per_generation": "algorithm.mini_batches",
+    "generation_batch_size": "algorithm.prompts_per_step",
+    "gradient_accumulation_steps": "training.micro_batch_size",
+    "gradient_checkpointing": "training.gradient_checkpointing",
+    "save_strategy": "training.save_every",
+    "weight_decay": "optimizer.weight_decay",
+    "adam_beta1": "optimizer.betas",
+    "adam_beta2": "optimizer.betas",
+    "adam_epsilon": "optimizer.eps",
+    "max_grad_norm": "optimizer.max_grad_norm",
+    "lr_scheduler_type": "optimizer.lr_scheduler",
+    "lr_scheduler_kwargs": "optimizer.min_lr_ratio",
+    "warmup_steps": "optimizer.warmup_steps",
+    "warmup_ratio": "optimizer.warmup_ratio",
+    "chat_template_kwargs": "data.chat_template_kwargs",
+    "shuffle_dataset": "training.seed (retrain orders the prompts)",
+    "bf16": "model.dtype",
+    "fp16": "model.dtype",
+    "use_cpu": "resources.gpus_per_node",
+    "vllm_importance_sampling_correction": "rollout.importance_sampling_correction",
+    "vllm_importance_sampling_mode": "rollout.importance_sampling_correction",
+    "vllm_importance_sampling_clip_max": "rollout.importance_sampling_cap",
+    "report_to": "(retrain's metrics; trackers are not wired yet)",
     "seed": "training.seed",
     "save_steps": "training.save_every",
     "logging_steps": "training.log_every",
@@ -68,8 +102,7 @@ _OWNED = {
 DEFAULT_VLLM_SERVER = "http://localhost:8000"  # where `trl vllm-serve` listens by default
 
 
-def world_size(config: TrainingConfig) -> int:
-    return max(config.resources.gpus_per_node, 1) * config.resources.nodes
+world_size = processes  # TRL's word for it
 
 
 def accelerate_config(config: TrainingConfig, cuda: bool) -> dict[str, Any]:
@@ -92,18 +125,12 @@ def accelerate_config(config: TrainingConfig, cuda: bool) -> dict[str, Any]:
 
 
 def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
-    issues = []
-    algorithm = config.algorithm
-    world = world_size(config)
-    global_batch = algorithm.prompts_per_step * algorithm.group_size
-    if global_batch % world:
+    issues = batch_issues(config) + _check_rollout(config)
+    cpu = config.resources.gpus_per_node == 0
+    if config.model.dtype == "float16" and cpu and config.model.loader == "transformers":
         issues.append(ConfigIssue(
-            "algorithm.prompts_per_step",
-            None,
-            f"prompts_per_step x group_size = {global_batch} completions per step cannot be split evenly across "
-            f"{world} processes; make it a multiple of {world}",
+            "model.dtype", None, "float16 mixed precision needs a GPU; on a CPU use float32, auto or bfloat16"
         ))
-    issues += _check_rollout(config)
     options = config.backend_options.get("trl", {})
     if options:
         from trl import GRPOConfig
@@ -147,7 +174,7 @@ def _check_rollout(config: TrainingConfig) -> list[ConfigIssue]:
         ))
     elif wants_vllm and importlib.util.find_spec("vllm") is None:
         issues.append(ConfigIssue(
-            "rollout.engine", None,
+            "rollout.engine" if rollout.engine == "vllm" else "rollout.vllm_mode", None,
             "vLLM is not installed here: `pip install 'retrain[vllm]'` (CUDA GPUs), or set engine: auto",
         ))
     if rollout.vllm_mode == "server":
@@ -218,12 +245,22 @@ def resolve_engine(config: TrainingConfig, cuda: bool, vllm_installed: bool) -> 
     return "vllm", "rollout: vLLM (GPU and vllm found)"
 
 
+_SCHEDULERS = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+
+
 def rollout_kwargs(config: TrainingConfig, engine: str) -> dict[str, Any]:
     """The GRPOConfig fields of the generation engine."""
     if engine != "vllm":
         return {"use_vllm": False}
     rollout = config.rollout
-    kwargs: dict[str, Any] = {"use_vllm": True, "vllm_mode": rollout.vllm_mode}
+    kwargs: dict[str, Any] = {
+        "use_vllm": True, "vllm_mode": rollout.vllm_mode,
+        # TRL's correction is on by default; retrain's default is off, as on verl. When on: truncated
+        # per-token weights, as verl's rollout_is: token.
+        "vllm_importance_sampling_correction": rollout.importance_sampling_correction,
+        "vllm_importance_sampling_mode": "token_truncate",
+        "vllm_importance_sampling_clip_max": rollout.importance_sampling_cap,
+    }
     if rollout.vllm_mode == "server":
         kwargs["vllm_server_base_url"] = rollout.server_url or DEFAULT_VLLM_SERVER
     else:
@@ -251,20 +288,17 @@ def _type_problem(config_class: type, field: str, value: Any) -> str | None:
 
 
 def _precision(config: TrainingConfig, cuda: bool, bf16_supported: bool) -> tuple[dict[str, Any], list[str]]:
+    """model.dtype means the same on every backend: float32 master weights (what the optimizer updates),
+    computed in bf16/fp16 under autocast when asked, as verl's FSDP mixed precision does. (A model loaded
+    in bf16 and updated in bf16 would round small updates away: 0.02 - 1e-6 == 0.02 in bf16.)"""
     dtype = config.model.dtype
-    if not cuda:
-        if dtype in ("bfloat16", "float16"):
-            return {"use_cpu": True, "bf16": False, "fp16": False, "model_init_kwargs": {"dtype": dtype}}, [
-                f"CPU: weights in {dtype}, no mixed precision"
-            ]
-        return {"use_cpu": True, "bf16": False, "fp16": False, "model_init_kwargs": {"dtype": "float32"}}, [
-            "CPU detected: float32, bf16 off"
-        ]
-    if dtype == "float16":
-        return {"bf16": False, "fp16": True, "model_init_kwargs": {"dtype": "float32"}}, ["fp16 mixed precision"]
-    if dtype == "float32" or (dtype == "auto" and not bf16_supported):
-        return {"bf16": False, "fp16": False, "model_init_kwargs": {"dtype": "float32"}}, ["float32"]
-    return {"bf16": True, "fp16": False, "model_init_kwargs": {"dtype": "bfloat16"}}, ["bf16"]
+    device = {} if cuda else {"use_cpu": True}
+    if dtype == "auto":
+        dtype = "bfloat16" if cuda and bf16_supported else "float32"
+    precision = {"bf16": dtype == "bfloat16", "fp16": dtype == "float16", "model_init_kwargs": {"dtype": "float32"}}
+    where = "GPU" if cuda else "CPU"
+    note = f"{where}: float32 weights" + ("" if dtype == "float32" else f", {dtype} compute (autocast)")
+    return {**device, **precision}, [note]
 
 
 def detect_hardware() -> tuple[bool, bool]:
@@ -291,15 +325,25 @@ def grpo_config_kwargs(
     unused = config.rollout.vllm_settings()
     if engine == "transformers" and unused:
         notes.append(f"{', '.join(unused)} unused: generating with transformers")
+    optimizer = config.optimizer
+    plan = batch_plan(config, gpu=cuda)
+    # TRL counts optimizer updates; a retrain step is one generated batch and all its updates.
+    updates = plan.updates_per_step
     kwargs: dict[str, Any] = {
         "output_dir": output_dir,
         "num_generations": algorithm.group_size,
-        "per_device_train_batch_size": algorithm.prompts_per_step * algorithm.group_size // world_size(config),
-        "gradient_accumulation_steps": 1,
-        "max_steps": algorithm.max_steps,
+        "per_device_train_batch_size": plan.micro,
+        "gradient_accumulation_steps": plan.accumulation,
+        "steps_per_generation": plan.accumulation * plan.mini_batches,
+        "max_steps": algorithm.max_steps * updates,
         "learning_rate": algorithm.learning_rate,
-        "lr_scheduler_type": "constant",
-        "warmup_steps": 0,
+        "weight_decay": optimizer.weight_decay,
+        "adam_beta1": optimizer.betas[0],
+        "adam_beta2": optimizer.betas[1],
+        "adam_epsilon": optimizer.eps,
+        "max_grad_norm": optimizer.max_grad_norm,
+        "lr_scheduler_type": "cosine_with_min_lr" if optimizer.min_lr_ratio else _SCHEDULERS[optimizer.lr_scheduler],
+        "warmup_steps": optimizer.warmup_for(algorithm.max_steps) * updates,
         "beta": algorithm.kl_coef,
         # The plain k3 KL term, as verl computes it; TRL 1.16 would weight it by the importance ratio
         # (tests/parity/test_loss.py). backend_options.trl.use_bias_correction_kl: true turns that back on.
@@ -311,11 +355,15 @@ def grpo_config_kwargs(
         "num_iterations": algorithm.updates_per_batch,
         "temperature": algorithm.temperature,
         "top_p": algorithm.top_p,
+        "top_k": algorithm.top_k,
+        "entropy_coef": algorithm.entropy_coef,
         "max_completion_length": algorithm.max_completion_tokens,
+        "chat_template_kwargs": dict(config.data.chat_template_kwargs) or None,
         "seed": training.seed,
+        "shuffle_dataset": False,  # retrain writes the prompts in the seeded order both backends read
         "save_strategy": "steps",
-        "save_steps": training.save_every,
-        "logging_steps": training.log_every,
+        "save_steps": training.save_every * updates,
+        "logging_steps": training.log_every * updates,
         "gradient_checkpointing": training.gradient_checkpointing,
         "report_to": "none",
         "disable_tqdm": True,  # retrain shows its own progress bar
@@ -323,6 +371,10 @@ def grpo_config_kwargs(
         **precision,
         **rollout_kwargs(config, engine),
     }
+    if config.model.revision:
+        kwargs["model_init_kwargs"] = {**kwargs["model_init_kwargs"], "revision": config.model.revision}
+    if optimizer.min_lr_ratio:
+        kwargs["lr_scheduler_kwargs"] = {"min_lr_rate": optimizer.min_lr_ratio}
     if world_size(config) > 1:
         kwargs["ddp_find_unused_parameters"] = False  # every trained weight is used; True costs a graph walk
     extra = dict(config.backend_options.get("trl", {}))

@@ -44,7 +44,8 @@ class StopOnSignal(TrainerCallback):
     (a sum over all of them) and, if any was asked to stop, all checkpoint that step and stop together.
     Stopping wherever the signal lands would leave one process in a collective the others never join."""
 
-    def __init__(self) -> None:
+    def __init__(self, updates_per_step: int = 1) -> None:
+        self.updates_per_step = updates_per_step  # a step's last update is where they may stop
         self.requested = False
         self.accelerator: Any = None
         signal.signal(signal.SIGINT, self._request)
@@ -58,6 +59,7 @@ class StopOnSignal(TrainerCallback):
         flag = torch.tensor([1.0 if self.requested else 0.0], device=self.accelerator.device)
         if self.accelerator.reduce(flag, reduction="sum").item() > 0:
             self.requested = True
+        if self.requested and state.global_step % self.updates_per_step == 0:
             control.should_save = True  # the Trainer saves right after this callback, then stops
             control.should_training_stop = True
 
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from retrain.backends.trl.launch import _quiet_libraries, build_trainer
     from retrain.core.progress import ProgressReporter
 
-    stop = StopOnSignal()  # from now on SIGINT asks for a stop; it no longer raises
+    stop = StopOnSignal(config.algorithm.updates_per_step)  # from now on SIGINT asks for a stop; it no longer raises
     _quiet_libraries()
     trainer = None
     try:
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 trainer.processing_class.save_pretrained(str(run_dir.model_dir))
         if trainer.is_world_process_zero():
             (run_dir.path / RESULT).write_text(json.dumps(
-                {"steps_completed": trainer.state.global_step, "interrupted": interrupted}))
+                {"steps_completed": trainer.state.global_step // config.algorithm.updates_per_step,
+                 "interrupted": interrupted}))
         return 0
     except RetrainError as exc:
         _record_error(run_dir, str(exc))

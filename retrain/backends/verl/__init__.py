@@ -8,7 +8,7 @@ On GPUs verl rolls out with vLLM; on a CPU with a transformers rollout and a pla
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from retrain.core.backend import Capabilities, NativeConfig, TrainResult, check_capabilities, missing_packages
 from retrain.core.errors import ConfigIssue
@@ -32,6 +32,7 @@ class VerlBackend:
         # vLLM on GPUs, transformers (retrain's `hf` rollout server) on a CPU: check_config pairs them.
         rollout_engines=frozenset({"transformers", "vllm"}),
         vllm_modes=frozenset({"colocate"}),  # verl starts and manages its own vLLM servers
+        lr_schedulers=frozenset({"constant", "cosine"}),  # FSDPOptimizerConfig.lr_scheduler_type
     )
 
     def check_config(self, config: TrainingConfig) -> list[ConfigIssue]:
@@ -60,14 +61,7 @@ class VerlBackend:
                 "rollout.engine", None, "vLLM is not installed here: `pip install 'retrain[verl,vllm]'` (CUDA GPUs)"
             ))
         # (`actor_rollout_ref.rollout.name` stays open: it selects engines `rollout.engine` does not list,
-        # e.g. sglang, or a test's scripted rollout.)
-        for key, field in (("gpu_memory_utilization", "gpu_memory_utilization"),
-                           ("tensor_model_parallel_size", "tensor_parallel_size")):
-            if f"actor_rollout_ref.rollout.{key}" in config.backend_options.get("verl", {}):
-                issues.append(ConfigIssue(
-                    f"backend_options.verl.actor_rollout_ref.rollout.{key}", None,
-                    f"set this through `rollout.{field}` instead",
-                ))
+        # e.g. sglang, or a test's scripted rollout. The keys retrain owns are translate.OWNED.)
         if gpus == 0 and engine == "vllm":
             issues.append(ConfigIssue(
                 "rollout.engine", None,
@@ -106,6 +100,11 @@ class VerlBackend:
         if config.resources.gpus_per_node == 0 and unused:  # engine auto on a CPU: the same YAML serves GPUs
             native.notes.append(f"{', '.join(unused)} unused: a CPU run generates with transformers")
         return native
+
+    def effective_settings(self, config: TrainingConfig) -> dict[str, Any]:
+        from retrain.backends.verl.settings import effective_settings
+
+        return effective_settings(config)
 
     def train(self, config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -> TrainResult:
         from retrain.backends.verl.launch import train

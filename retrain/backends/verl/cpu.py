@@ -92,6 +92,7 @@ class HFServer:
         self.config = omega_conf_to_dataclass(config)             # RolloutConfig
         mc = omega_conf_to_dataclass(model_config)                  # HFModelConfig
         self.model = AutoModelForCausalLM.from_pretrained(mc.local_path, torch_dtype=torch.float32).eval()
+        torch.manual_seed(self.config.seed)                         # rollout.seed = training.seed: sampling is seeded
         self.eos = mc.tokenizer.eos_token_id
         self.pad = mc.tokenizer.pad_token_id if mc.tokenizer.pad_token_id is not None else self.eos
         self.global_steps = None

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from retrain.core.rollout import Message
+
 DATA_SOURCE = "retrain"
 
 
@@ -26,6 +28,7 @@ def verl_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "extra_info": {
                 "index": index,
                 "prompt": next((m["content"] for m in reversed(row["prompt"]) if m["role"] == "user"), ""),
+                "messages": json.dumps(row["prompt"], default=str),
                 "columns": json.dumps(columns, default=str),
             },
         })
@@ -37,6 +40,13 @@ def columns_from_extra_info(extra_info: dict[str, Any] | None) -> dict[str, Any]
     if not extra_info or "columns" not in extra_info:
         return {}
     return json.loads(extra_info["columns"])
+
+
+def messages_from_extra_info(extra_info: dict[str, Any]) -> list[Message]:
+    """Every prompt message of the row (system prompt and earlier turns included), as the Scorer sees them."""
+    if "messages" in extra_info:
+        return [Message(m["role"], m.get("content") or "") for m in json.loads(extra_info["messages"])]
+    return [Message("user", str(extra_info.get("prompt", "")))]
 
 
 def write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:

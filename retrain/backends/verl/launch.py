@@ -26,6 +26,7 @@ from typing import Any
 from retrain.backends.verl.data import write_parquet
 from retrain.backends.verl.translate import algorithm_overrides, backend_option_overrides, compose, validate
 from retrain.core.backend import TrainResult
+from retrain.core.batch import batch_plan
 from retrain.core.config import TrainingConfig
 from retrain.core.errors import BackendError, RewardError, TrainingFailed
 from retrain.core.metrics import episode_metrics
@@ -33,7 +34,7 @@ from retrain.core.progress import ProgressReporter
 from retrain.core.rollout import EpisodeStats, RewardBreakdown
 from retrain.core.run_dir import RunDir
 from retrain.core.scoring import Scorer
-from retrain.data import load_rows
+from retrain.data import training_rows
 from retrain.models import resolve_model
 
 CPU_PLUGIN = "retrain.backends.verl.cpu"
@@ -46,19 +47,19 @@ def agent_loops_yaml(config_path: str) -> str:
     target = "retrain.backends.verl.environment.RetrainAgentLoop"
     return f"- name: {AGENT_NAME}\n  _target_: {target}\n  config_path: '{config_path}'\n"
 
-# verl log name -> neutral name.
+# verl log name -> neutral name (definitions: retrain.core.metrics.DEFINITIONS).
 VERL_TO_NEUTRAL = {
     "critic/score/mean": "reward/mean",
-    "actor/kl_loss": "kl",
-    "actor/entropy": "entropy",
-    "actor/pg_loss": "loss",
+    "actor/loss": "loss",  # the whole objective (policy loss + KL term - entropy bonus), as TRL's `loss`
     "actor/grad_norm": "grad_norm",
     "actor/lr": "learning_rate",
     "response_length/mean": "completion_length/mean",
     "response_length/max": "completion_length/max",
     "actor/pg_clipfrac": "clip_ratio",
-    "timing_s/step": "step_seconds",
 }
+# verl aggregates these by actor.loss_agg_mode; the neutral ones are token means over the batch, which they are
+# only under token-mean (loss_aggregation: dapo). Otherwise they are left out rather than reported differently.
+VERL_TOKEN_MEANS = {"actor/kl_loss": "kl", "actor/entropy": "entropy"}
 
 
 def machine_overrides(config: TrainingConfig) -> list[str]:
@@ -71,12 +72,9 @@ def machine_overrides(config: TrainingConfig) -> list[str]:
         "trainer.logger=[file]",
     ]
     gpus = config.resources.nodes * config.resources.gpus_per_node
+    micro = batch_plan(config, gpu=gpus > 0).micro  # the same micro-batch TRL gets (retrain.core.batch)
     if gpus == 0:
-        return overrides + _cpu_overrides(config)
-    # Micro-batches: the largest divisor of each GPU's share of the batch up to 16 (check_config
-    # has made sure the batch divides across the GPUs).
-    per_gpu = config.algorithm.prompts_per_step * config.algorithm.group_size // gpus
-    micro = max(size for size in range(1, min(per_gpu, 16) + 1) if per_gpu % size == 0)
+        return overrides + _cpu_overrides(config, micro)
     overrides += [
         "actor_rollout_ref.rollout.name=vllm",
         f"actor_rollout_ref.rollout.tensor_model_parallel_size={config.rollout.tensor_parallel_size}",
@@ -101,8 +99,7 @@ def machine_overrides(config: TrainingConfig) -> list[str]:
 GPU_DTYPES = {"float32": ("fp32", "float32"), "float16": ("fp16", "float16")}
 
 
-def _cpu_overrides(config: TrainingConfig) -> list[str]:
-    batch = config.algorithm.prompts_per_step * config.algorithm.group_size
+def _cpu_overrides(config: TrainingConfig, micro: int) -> list[str]:
     overrides = [
         "trainer.device=cpu",
         "data.dataloader_num_workers=0",
@@ -112,14 +109,14 @@ def _cpu_overrides(config: TrainingConfig) -> list[str]:
         "actor_rollout_ref.actor.use_torch_compile=false",
         "actor_rollout_ref.actor.fsdp_config.use_torch_compile=false",
         "+actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}",
-        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={batch}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro}",
         "actor_rollout_ref.rollout.name=hf",
         "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
-        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={batch}",
+        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={micro}",
         "actor_rollout_ref.rollout.free_cache_engine=false",
         "actor_rollout_ref.rollout.calculate_log_probs=false",
         "actor_rollout_ref.rollout.agent.num_workers=1",
-        f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={batch}",
+        f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={micro}",
         "reward.num_workers=1",
         "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
     ]
@@ -129,7 +126,7 @@ def _cpu_overrides(config: TrainingConfig) -> list[str]:
 
 
 def run_overrides(
-    config: TrainingConfig, run_dir: RunDir, model_path: str, env: dict[str, str], prompt_length: int = 512
+    config: TrainingConfig, run_dir: RunDir, model_path: str, env: dict[str, str], prompt_length: int
 ) -> list[str]:
     """Where this run's files are, the resolved model, and Ray: an existing cluster at
     `resources.ray_address`, else a local one (on a CPU, with one stand-in GPU for verl's resource pool).
@@ -137,11 +134,13 @@ def run_overrides(
     parquet = run_dir.path / "verl" / "train.parquet"
     env_vars = ",".join(f"{key}:'{value}'" for key, value in env.items())
     overrides = [
-        f"data.max_prompt_length={prompt_length}",
         f"data.train_files={parquet}",
         f"data.val_files={parquet}",
         f"actor_rollout_ref.model.path={model_path}",
         f"reward.custom_reward_function.path={Path(__file__).with_name('rewards.py')}",
+        "reward.reward_manager.source=importlib",
+        "reward.reward_manager.name=RetrainRewardManager",
+        f"reward.reward_manager.module.path={Path(__file__).with_name('rewards.py')}",
         f"+reward.custom_reward_function.reward_kwargs={{config_path:'{run_dir.path / 'config.yaml'}',"
         f"breakdowns_path:'{run_dir.path / 'verl' / 'breakdowns.jsonl'}',"
         f"errors_path:'{_reward_errors_file(run_dir)}'}}",
@@ -149,6 +148,8 @@ def run_overrides(
         f"trainer.resume_mode={'auto' if run_dir.latest_checkpoint() else 'disable'}",
         f"+ray_kwargs.ray_init.runtime_env.env_vars={{{env_vars}}}",
     ]
+    if config.data.max_prompt_tokens is None:  # the longest prompt there is: verl never has one to cut
+        overrides.append(f"data.max_prompt_length={prompt_length}")
     if config.environment is not None:
         overrides += [
             f"actor_rollout_ref.rollout.agent.agent_loop_config_path={run_dir.path / 'verl' / 'agent_loops.yaml'}",
@@ -192,7 +193,7 @@ class MetricsWatcher(threading.Thread):
 
     def __init__(
         self, run_dir: RunDir, progress: ProgressReporter, scorer: Scorer, first_step: int,
-        samples_per_step: int, batch_size: int,
+        samples_per_step: int, batch_size: int, token_mean_losses: bool = True,
     ):
         super().__init__(daemon=True)
         self.run_dir, self.progress, self.scorer = run_dir, progress, scorer
@@ -204,6 +205,7 @@ class MetricsWatcher(threading.Thread):
         self.raw = run_dir.path / "verl" / "metrics.raw.jsonl"
         self.breakdowns = run_dir.path / "verl" / "breakdowns.jsonl"
         self.first_step = first_step
+        self.token_mean_losses = token_mean_losses
         self.stop_event = threading.Event()
         self._raw_offset = 0
         self._breakdown_offset = self.breakdowns.stat().st_size if self.breakdowns.exists() else 0
@@ -250,11 +252,23 @@ class MetricsWatcher(threading.Thread):
         for verl_name, neutral in VERL_TO_NEUTRAL.items():
             if verl_name in data:
                 record[neutral] = data[verl_name]
+        if self.token_mean_losses:
+            record.update({neutral: data[name] for name, neutral in VERL_TOKEN_MEANS.items() if name in data})
+        # step_seconds leaves the checkpoint out (verl times it inside the step; TRL after it).
+        seconds = data.get("timing_s/step")
+        if seconds is not None:
+            seconds -= data.get("timing_s/save_checkpoint", 0.0)
+        record["step_seconds"] = seconds
         breakdowns = [RewardBreakdown.from_dict(s["breakdown"]) for s in samples]
         summary = self.scorer.summarize(breakdowns)
         record["reward/std"] = summary.get("reward/std")
         record.update({k: v for k, v in summary.items() if not k.startswith("reward/")})
         record.update(episode_metrics([EpisodeStats(**s["episode"]) for s in samples if s.get("episode")]))
+        masks = [s["trainable_mask"] for s in samples if "trainable_mask" in s]
+        if masks and len(masks) == len(samples):  # episodes: the model's own tokens, not the tools' (as on TRL)
+            lengths = [sum(mask) for mask in masks]
+            record["completion_length/mean"] = sum(lengths) / len(lengths)
+            record["completion_length/max"] = max(lengths)
         seconds = data.get("timing_s/step")
         tokens = data.get("perf/total_num_tokens")
         record["tokens_per_second"] = tokens / seconds if tokens and seconds else None
@@ -278,13 +292,16 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     raw_metrics = run_dir.path / "verl" / "metrics.raw.jsonl"
     if raw_metrics.exists():  # verl's file logger truncates it on every start: keep the earlier run's lines
         raw_metrics.replace(raw_metrics.with_name(f"metrics.raw.until-step-{first_step}.jsonl"))
-    rows = load_rows(config.data)
+    model_path = resolve_model(config.model.name, config.model.revision)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    rows, longest = training_rows(config, tokenizer, progress)
     write_parquet(rows, run_dir.path / "verl" / "train.parquet")
-    model_path = resolve_model(config.model.name)
-    prompt_length = 512
+    prompt_length = longest
     if config.environment is not None:
         (run_dir.path / "verl" / "agent_loops.yaml").write_text(agent_loops_yaml(str(run_dir.path / "config.yaml")))
-        prompt_length = episode_prompt_length(config, rows, model_path)
+        prompt_length = max(longest, episode_prompt_length(config, rows, model_path))
     cpu = config.resources.gpus_per_node == 0
     if not cpu and config.resources.ray_address is None and importlib.util.find_spec("vllm") is None:
         raise BackendError(
@@ -315,7 +332,8 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
 
     watcher = MetricsWatcher(run_dir, progress, Scorer.from_config(config), first_step,
                              config.training.samples_per_step,
-                             config.algorithm.prompts_per_step * config.algorithm.group_size)
+                             config.algorithm.prompts_per_step * config.algorithm.group_size,
+                             token_mean_losses=config.algorithm.loss_aggregation == "dapo")
     errors_seen = _reward_errors_file(run_dir).stat().st_size if _reward_errors_file(run_dir).exists() else 0
     if config.rewards.on_error == "fail" and threading.current_thread() is threading.main_thread():
         watcher.errors_offset = errors_seen  # else (`await run()`: a worker thread) it fails when verl returns
@@ -361,9 +379,9 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
 
 
 def episode_prompt_length(config: TrainingConfig, rows: list[dict[str, Any]], model_path: str) -> int:
-    """verl pads (and cuts) every prompt to data.max_prompt_length. An episode's prompt offers the
+    """verl pads (and would cut) every prompt to data.max_prompt_length. An episode's prompt offers the
     tools too, so the width is measured: the longest row's prompt with the tools' schemas (MCP
-    servers are started briefly to list theirs), rounded up to a multiple of 64, at least 512."""
+    servers are started briefly to list theirs), rounded up to a multiple of 64."""
     import asyncio
 
     from transformers import AutoTokenizer
@@ -383,7 +401,7 @@ def episode_prompt_length(config: TrainingConfig, rows: list[dict[str, Any]], mo
     offered = asyncio.run(schemas())
     tokens = HFChatTokens(AutoTokenizer.from_pretrained(model_path))
     longest = max(len(tokens.encode_prompt(opening_messages(row), offered)) for row in rows)
-    return max(512, -(-longest // 64) * 64)
+    return -(-longest // 64) * 64
 
 
 class _DropMessage(logging.Filter):

@@ -9,6 +9,10 @@ launcher computes the per-component metrics verl does not log for training steps
 A reward that fails under `rewards.on_error: fail` is written to `reward_errors.log` before it is
 raised: verl turns it into a failed trajectory and stops with a generic replay-buffer error, so
 the launcher reports the reward's own message instead.
+
+The Scorer sees the same `Rollout` as on TRL: every prompt message (the row's, carried in
+`extra_info`), the completion as verl's naive reward manager decodes it, and its token ids, which
+`RetrainRewardManager` (this module's reward manager, loaded by path) adds to `extra_info`.
 """
 
 from __future__ import annotations
@@ -19,12 +23,41 @@ from dataclasses import asdict
 from functools import cache
 from typing import Any
 
-from retrain.backends.verl.data import columns_from_extra_info
+from retrain.backends.verl.data import columns_from_extra_info, messages_from_extra_info
 from retrain.core.config import TrainingConfig
 from retrain.core.errors import RewardError
 from retrain.core.rollout import Message, Rollout
 from retrain.core.scoring import Scorer
 from retrain.environments.episode import EPISODE_FIELD, completion_from_record
+
+COMPLETION_TOKEN_IDS = "retrain_completion_token_ids"
+
+
+def _reward_manager_class() -> type:
+    """verl's naive reward manager, passing the completion's token ids on to `compute_score`."""
+    import numpy as np
+    from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
+
+    class RetrainRewardManager(NaiveRewardManager):  # type: ignore[misc]
+        async def run_single(self, data: Any) -> dict[str, Any]:
+            data = data[-1:]  # as the naive manager: the last sequence of a multi-sequence output
+            item = data[0]
+            response_ids = item.batch["responses"]
+            length = int(item.batch["attention_mask"][-response_ids.shape[-1]:].sum())
+            extra_info = dict(item.non_tensor_batch.get("extra_info") or {})
+            extra_info[COMPLETION_TOKEN_IDS] = response_ids[:length].tolist()
+            data.non_tensor_batch["extra_info"] = np.array([extra_info], dtype=object)
+            return await super().run_single(data)
+
+    return RetrainRewardManager
+
+
+def __getattr__(name: str) -> Any:
+    # verl loads the reward manager by name from this file (reward.reward_manager.source: importlib);
+    # built on first use, so that the launcher can import this module without verl's reward loop.
+    if name == "RetrainRewardManager":
+        return _reward_manager_class()
+    raise AttributeError(name)
 
 
 @cache
@@ -59,9 +92,12 @@ async def compute_score(
         # A multi-step episode: solution_str is the decoded model and tool tokens together; the
         # agent loop sent the messages, so rewards read the model's words apart from the tools'.
         completion_messages, episode = completion_from_record(extra_info[EPISODE_FIELD])
+    token_ids = [int(t) for t in extra_info.get(COMPLETION_TOKEN_IDS, [])]
     rollout = Rollout(
-        prompt_messages=[Message("user", str(extra_info.get("prompt", "")))],
+        prompt_messages=messages_from_extra_info(extra_info),
         completion_messages=completion_messages,
+        completion_token_ids=token_ids if episode is None else [],
+        trainable_mask=[1] * len(token_ids) if episode is None else [],
         metadata=columns_from_extra_info(extra_info),
         rollout_id=f"row{extra_info.get('index', '?')}",
         episode=episode,

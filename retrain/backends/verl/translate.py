@@ -54,6 +54,8 @@ def _value(value: Any) -> str:
         return "null"
     if isinstance(value, list | tuple):
         return "[" + ",".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_value(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
@@ -68,8 +70,20 @@ def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
         issues.append(ConfigIssue(
             "training.log_every", None, "verl logs every step; remove training.log_every (or set 1)"
         ))
+    issues += owned_option_issues(config)
     if config.backend_options.get("verl") and not issues:
         issues += _check_options(config)
+    return issues
+
+
+def owned_option_issues(config: TrainingConfig) -> list[ConfigIssue]:
+    """A raw override of a key retrain sets from its schema: an error naming the field to use instead."""
+    issues = []
+    for key in config.backend_options.get("verl", {}):
+        bare = key.lstrip("+~")
+        owner = next((field for owned, field in OWNED.items() if bare == owned or bare.startswith(f"{owned}.")), None)
+        if owner is not None:
+            issues.append(ConfigIssue(f"backend_options.verl.{key}", None, f"set this through `{owner}` instead"))
     return issues
 
 
@@ -129,29 +143,109 @@ def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")]
 
 
+# Every verl key retrain sets from its own schema, and the field that sets it: a backend_options.verl
+# override of one of these is an error naming the field (the neutral config must say what ran).
+OWNED: dict[str, str] = {
+    "algorithm.adv_estimator": "algorithm.name",
+    "algorithm.norm_adv_by_std_in_grpo": "algorithm.reward_scaling",
+    "algorithm.use_kl_in_reward": "algorithm.kl_coef",
+    "algorithm.rollout_correction.rollout_is": "rollout.importance_sampling_correction",
+    "algorithm.rollout_correction.rollout_is_threshold": "rollout.importance_sampling_cap",
+    f"{ROLLOUT}.n": "algorithm.group_size",
+    "data.train_batch_size": "algorithm.prompts_per_step",
+    f"{ACTOR}.ppo_mini_batch_size": "algorithm.mini_batches",
+    f"{ACTOR}.ppo_epochs": "algorithm.updates_per_batch",
+    f"{ACTOR}.optim.lr": "algorithm.learning_rate",
+    f"{ACTOR}.optim.weight_decay": "optimizer.weight_decay",
+    f"{ACTOR}.optim.betas": "optimizer.betas",
+    f"{ACTOR}.optim.override_optimizer_config": "optimizer.eps",
+    f"{ACTOR}.optim.clip_grad": "optimizer.max_grad_norm",
+    f"{ACTOR}.optim.lr_scheduler_type": "optimizer.lr_scheduler",
+    f"{ACTOR}.optim.warmup_style": "optimizer.lr_scheduler",
+    f"{ACTOR}.optim.lr_warmup_steps": "optimizer.warmup_steps",
+    f"{ACTOR}.optim.lr_warmup_steps_ratio": "optimizer.warmup_ratio",
+    f"{ACTOR}.optim.min_lr_ratio": "optimizer.min_lr_ratio",
+    f"{ACTOR}.use_kl_loss": "algorithm.kl_coef",
+    f"{ACTOR}.kl_loss_coef": "algorithm.kl_coef",
+    f"{ACTOR}.kl_loss_type": "algorithm.kl_coef",
+    f"{ACTOR}.clip_ratio_low": "algorithm.clip_range",
+    f"{ACTOR}.clip_ratio_high": "algorithm.clip_range_high",
+    f"{ACTOR}.loss_agg_mode": "algorithm.loss_aggregation",
+    f"{ACTOR}.loss_scale_factor": "algorithm.loss_aggregation",
+    f"{ACTOR}.entropy_coeff": "algorithm.entropy_coef",
+    f"{ACTOR}.ppo_micro_batch_size_per_gpu": "training.micro_batch_size",
+    f"{ACTOR}.ppo_micro_batch_size": "training.micro_batch_size",
+    f"{ACTOR}.shuffle": "algorithm.mini_batches (taken in order)",
+    f"{ACTOR}.data_loader_seed": "training.seed",
+    f"{ROLLOUT}.temperature": "algorithm.temperature",
+    f"{ROLLOUT}.top_p": "algorithm.top_p",
+    f"{ROLLOUT}.top_k": "algorithm.top_k",
+    f"{ROLLOUT}.seed": "training.seed",
+    f"{ROLLOUT}.gpu_memory_utilization": "rollout.gpu_memory_utilization",
+    f"{ROLLOUT}.tensor_model_parallel_size": "rollout.tensor_parallel_size",
+    "data.max_response_length": "algorithm.max_completion_tokens",
+    "data.max_prompt_length": "data.max_prompt_tokens",
+    "data.truncation": "data.overlong_prompts",
+    "data.filter_overlong_prompts": "data.overlong_prompts",
+    "data.apply_chat_template_kwargs": "data.chat_template_kwargs",
+    "data.seed": "training.seed",
+    "data.shuffle": "training.seed (retrain orders the prompts)",
+    "data.train_files": "data.source",
+    "reward.reward_manager": "(retrain's Scorer bridge: rewards.*)",
+    "reward.custom_reward_function": "(retrain's Scorer bridge: rewards.*)",
+    "trainer.total_training_steps": "algorithm.max_steps",
+    "trainer.save_freq": "training.save_every",
+    "trainer.logger": "(retrain reads verl's file logger; trackers are not wired yet)",
+    "trainer.default_local_dir": "training.output_dir",
+    "trainer.nnodes": "resources.nodes",
+    "trainer.n_gpus_per_node": "resources.gpus_per_node",
+    f"{MODEL}.path": "model.name",
+    f"{MODEL}.enable_gradient_checkpointing": "training.gradient_checkpointing",
+    f"{MODEL}.lora_rank": "model.lora.r",
+    f"{MODEL}.lora_alpha": "model.lora.alpha",
+    f"{MODEL}.target_modules": "model.lora.target_modules",
+}
+
+
 def algorithm_overrides(config: TrainingConfig) -> list[str]:
     """The overrides that carry retrain's algorithm, data and training options (hardware-independent)."""
-    algorithm, training = config.algorithm, config.training
+    algorithm, training, optimizer = config.algorithm, config.training, config.optimizer
     clip_high = algorithm.clip_range_high or algorithm.clip_range
-    overrides = {
+    overrides: dict[str, Any] = {
         "algorithm.adv_estimator": "grpo",
         "algorithm.norm_adv_by_std_in_grpo": NORM_ADV_BY_STD.get(algorithm.reward_scaling, True),
         "algorithm.use_kl_in_reward": False,
         f"{ROLLOUT}.n": algorithm.group_size,
         "data.train_batch_size": algorithm.prompts_per_step,
-        f"{ACTOR}.ppo_mini_batch_size": algorithm.prompts_per_step,
+        f"{ACTOR}.ppo_mini_batch_size": algorithm.prompts_per_step // algorithm.mini_batches,
         f"{ACTOR}.ppo_epochs": algorithm.updates_per_batch,
+        f"{ACTOR}.shuffle": False,
         f"{ACTOR}.optim.lr": algorithm.learning_rate,
-        f"{ACTOR}.optim.lr_warmup_steps": 0,
+        f"{ACTOR}.optim.weight_decay": optimizer.weight_decay,  # verl's default is 0.01
+        f"{ACTOR}.optim.betas": list(optimizer.betas),
+        f"{ACTOR}.optim.override_optimizer_config": {"eps": optimizer.eps},
+        f"{ACTOR}.optim.clip_grad": optimizer.max_grad_norm,
+        f"{ACTOR}.optim.lr_scheduler_type": optimizer.lr_scheduler,
+        f"{ACTOR}.optim.lr_warmup_steps": optimizer.warmup_for(algorithm.max_steps),
+        f"{ACTOR}.optim.lr_warmup_steps_ratio": 0.0,
+        f"{ACTOR}.optim.min_lr_ratio": optimizer.min_lr_ratio,
         f"{ACTOR}.use_kl_loss": algorithm.kl_coef > 0,
         f"{ACTOR}.kl_loss_coef": algorithm.kl_coef,
         f"{ACTOR}.kl_loss_type": "low_var_kl",  # k3, the estimator TRL uses
         f"{ACTOR}.clip_ratio_low": algorithm.clip_range,
         f"{ACTOR}.clip_ratio_high": clip_high,
         f"{ACTOR}.loss_agg_mode": LOSS_AGG_MODE[algorithm.loss_aggregation],
+        f"{ACTOR}.entropy_coeff": algorithm.entropy_coef,
         f"{ROLLOUT}.temperature": algorithm.temperature,
         f"{ROLLOUT}.top_p": algorithm.top_p,
+        f"{ROLLOUT}.top_k": algorithm.top_k or -1,  # verl's "off" is -1
+        f"{ROLLOUT}.seed": training.seed,
         "data.max_response_length": algorithm.max_completion_tokens,
+        # No truncation, no filtering by verl: retrain applies data.max_prompt_tokens / overlong_prompts
+        # to the rows before either backend sees them (retrain.data.limit_prompt_length).
+        "data.truncation": "error",
+        "data.filter_overlong_prompts": False,
+        "data.shuffle": False,  # retrain writes the prompts in the seeded step order (retrain.data.step_order)
         "data.seed": training.seed,
         f"{ACTOR}.data_loader_seed": training.seed,
         "trainer.total_training_steps": algorithm.max_steps,
@@ -162,6 +256,13 @@ def algorithm_overrides(config: TrainingConfig) -> list[str]:
         "trainer.nnodes": config.resources.nodes,
         "trainer.n_gpus_per_node": max(config.resources.gpus_per_node, 1),
     }
+    if config.data.chat_template_kwargs:
+        overrides["data.apply_chat_template_kwargs"] = config.data.chat_template_kwargs
+    if config.data.max_prompt_tokens is not None:
+        overrides["data.max_prompt_length"] = config.data.max_prompt_tokens
+    if config.rollout.importance_sampling_correction:
+        overrides["algorithm.rollout_correction.rollout_is"] = "token"
+        overrides["algorithm.rollout_correction.rollout_is_threshold"] = config.rollout.importance_sampling_cap
     if algorithm.loss_aggregation == "dr_grpo":
         # TRL's Dr. GRPO divides by max_completion_length; verl defaults to the padded batch width.
         overrides[f"{ACTOR}.loss_scale_factor"] = algorithm.max_completion_tokens
@@ -210,5 +311,15 @@ def translate_config(config: TrainingConfig, hardware_overrides: list[str] | Non
     overrides = algorithm_overrides(config) + list(hardware_overrides or []) + backend_option_overrides(config)
     composed = compose(overrides)
     validate(composed)
-    settings = {"overrides": overrides, "composed": OmegaConf.to_container(composed, resolve=False)}
-    return NativeConfig("verl", settings, ["composed from verl/trainer/config/ppo_trainer.yaml"])
+    settings: dict[str, Any] = {"overrides": overrides, "composed": OmegaConf.to_container(composed, resolve=False)}
+    notes = ["composed from verl/trainer/config/ppo_trainer.yaml"]
+    if config.model.revision is not None:
+        # verl loads a folder: the launcher downloads that revision and points model.path at it.
+        settings["model"] = {"name": config.model.name, "revision": config.model.revision,
+                             "path": "<the revision's snapshot, downloaded at start>"}
+    if config.resources.ray_address is not None:
+        settings["ray_init"] = {"address": config.resources.ray_address}
+        notes.append(f"runs on the Ray cluster at {config.resources.ray_address} (this run's actors only)")
+    if config.data.max_prompt_tokens is None:
+        notes.append("data.max_prompt_length: the longest prompt in the data, measured at start (no prompt is cut)")
+    return NativeConfig("verl", settings, notes)

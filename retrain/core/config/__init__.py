@@ -19,6 +19,7 @@ from retrain.core.config.data import DataConfig
 from retrain.core.config.environment import EnvironmentConfig, MCPServerSpec
 from retrain.core.config.messages import ALIASES, issues_from_validation, line_for, loc_of
 from retrain.core.config.model import LoraConfig, ModelConfig
+from retrain.core.config.optimizer import OptimizerConfig
 from retrain.core.config.resources import ResourcesConfig
 from retrain.core.config.rewards import ConstraintSpec, RewardsConfig, RewardSpec, ScoredSpec, VerifierSpec
 from retrain.core.config.rollout import RolloutConfig
@@ -29,8 +30,8 @@ from retrain.core.yaml_source import KeyPath, load_yaml_with_lines, parse_yaml_t
 
 __all__ = [
     "ALIASES", "AlgorithmConfig", "ConstraintSpec", "DataConfig", "EnvironmentConfig", "LoraConfig",
-    "MCPServerSpec", "ModelConfig", "ResourcesConfig", "RewardSpec", "RewardsConfig", "RolloutConfig",
-    "ScoredSpec", "TrainingConfig", "TrainingConfigSection", "VerifierSpec", "locate",
+    "MCPServerSpec", "ModelConfig", "OptimizerConfig", "ResourcesConfig", "RewardSpec", "RewardsConfig",
+    "RolloutConfig", "ScoredSpec", "TrainingConfig", "TrainingConfigSection", "VerifierSpec", "locate",
 ]
 
 
@@ -51,6 +52,9 @@ class TrainingConfig(_Strict):
         None, description="A multi-step environment with tools; unset: the model answers each prompt once."
     )
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="GRPO options.")
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig, description="AdamW and the learning-rate schedule."
+    )
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="The generation engine.")
     training: TrainingConfigSection = Field(default_factory=TrainingConfigSection, description="Outputs.")
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="Hardware.")

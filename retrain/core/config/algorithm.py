@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from retrain.core.config._base import _Strict
+from retrain.core.config._base import _FieldValueError, _Strict
 
 
 class AlgorithmConfig(_Strict):
@@ -30,7 +30,33 @@ class AlgorithmConfig(_Strict):
     )
     temperature: float = Field(1.0, gt=0, description="Sampling temperature for rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling for rollouts.")
+    top_k: int = Field(0, ge=0, description="Sample among the k likeliest tokens only (0: all tokens).")
     max_completion_tokens: int = Field(128, gt=0, description="Most tokens generated per completion.")
     updates_per_batch: int = Field(
-        1, gt=0, description="Optimizer passes over each generated batch (GRPO's mu); >1 makes clipping active."
+        1, gt=0,
+        description="Passes over each generated batch (GRPO's mu); >1 makes clipping active. One step is one "
+        "generated batch and every update made on it: mini_batches x updates_per_batch optimizer updates.",
     )
+    mini_batches: int = Field(
+        1, gt=0,
+        description="Optimizer updates per pass over a generated batch, each on prompts_per_step / mini_batches "
+        "prompts' groups (verl's ppo_mini_batch_size; the DAPO recipe uses several).",
+    )
+    entropy_coef: float = Field(
+        0.0, ge=0, description="Weight of an entropy bonus in the loss (0: none), averaged over completion tokens."
+    )
+
+    @model_validator(mode="after")
+    def _mini_batches_divide(self) -> AlgorithmConfig:
+        if self.prompts_per_step % self.mini_batches:
+            raise _FieldValueError(
+                ("mini_batches",),
+                f"{self.mini_batches} mini-batches cannot split {self.prompts_per_step} prompts per step evenly; "
+                "use a divisor of prompts_per_step",
+            )
+        return self
+
+    @property
+    def updates_per_step(self) -> int:
+        """Optimizer updates in one step (one generated batch)."""
+        return self.mini_batches * self.updates_per_batch

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from retrain.core.config._base import _Strict
+from retrain.core.config._base import _FieldValueError, _Strict
 
 
 class LoraConfig(_Strict):
@@ -38,6 +38,17 @@ class ModelConfig(_Strict):
         description="What loads the model: 'transformers', or 'unsloth' (its patched kernels; TRL backend; "
         "`pip install 'retrain[unsloth]'`).",
     )
+
+    @model_validator(mode="after")
+    def _revision_of_a_hub_model(self) -> ModelConfig:
+        from retrain.models import is_hub_id
+
+        if self.revision is not None and not is_hub_id(self.name):
+            raise _FieldValueError(
+                ("revision",),
+                f"a revision picks a version of a hub model, and '{self.name}' is not a hub id; remove it",
+            )
+        return self
 
     @field_validator("name")
     @classmethod

@@ -30,12 +30,22 @@ class RolloutConfig(_Strict):
         None, gt=0, le=1, description="Share of each GPU's memory vLLM may take; unset: the backend's own default."
     )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one vLLM engine is split across.")
+    importance_sampling_correction: bool = Field(
+        False,
+        description="Weight each token's loss by pi_train / pi_vllm (truncated at importance_sampling_cap), "
+        "correcting for vLLM's numerics differing from the trainer's. Only where vLLM generates.",
+    )
+    importance_sampling_cap: float = Field(
+        2.0, gt=1, description="The upper bound of the truncated importance weight."
+    )
 
     def vllm_settings(self) -> list[str]:
         """The fields set that only vLLM uses (unused, or a mistake, where transformers generates)."""
         return [f"rollout.{name}" for name, given in (
             ("gpu_memory_utilization", self.gpu_memory_utilization is not None),
-            ("tensor_parallel_size", self.tensor_parallel_size > 1)) if given]
+            ("tensor_parallel_size", self.tensor_parallel_size > 1),
+            ("importance_sampling_correction", self.importance_sampling_correction),
+            ("importance_sampling_cap", self.importance_sampling_cap != 2.0)) if given]
 
     @field_validator("server_url")
     @classmethod

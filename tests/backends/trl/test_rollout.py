@@ -40,7 +40,10 @@ def test_auto_generates_with_transformers_on_a_cpu():
 def test_auto_takes_vllm_colocated_on_a_gpu_with_vllm_installed():
     kwargs, notes = kwargs_on(config(), cuda=True, has_vllm=True)
     assert {k: v for k, v in kwargs.items() if "vllm" in k} == {
-        "use_vllm": True, "vllm_mode": "colocate", "vllm_tensor_parallel_size": 1}  # TRL's memory default stays
+        "use_vllm": True, "vllm_mode": "colocate", "vllm_tensor_parallel_size": 1,  # TRL's memory default stays
+        # TRL's importance-sampling correction is on by default; retrain's is off, as verl's.
+        "vllm_importance_sampling_correction": False, "vllm_importance_sampling_mode": "token_truncate",
+        "vllm_importance_sampling_clip_max": 2.0}
     assert "rollout: vLLM (GPU and vllm found)" in notes
 
 

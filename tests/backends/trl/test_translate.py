@@ -26,10 +26,37 @@ def test_algorithm_options_map_onto_grpo_config_fields():
     assert {k: kwargs[k] for k in ("num_generations", "per_device_train_batch_size", "max_steps", "learning_rate",
                                    "beta", "epsilon", "epsilon_high", "loss_type", "scale_rewards", "temperature",
                                    "top_p", "max_completion_length", "num_iterations", "seed", "save_steps")} == {
-        "num_generations": 4, "per_device_train_batch_size": 12, "max_steps": 7, "learning_rate": 3e-6,
+        "num_generations": 4, "per_device_train_batch_size": 12, "max_steps": 14, "learning_rate": 3e-6,
         "beta": 0.04, "epsilon": 0.1, "epsilon_high": 0.28, "loss_type": "dr_grpo", "scale_rewards": "batch",
         "temperature": 0.7, "top_p": 0.9, "max_completion_length": 33, "num_iterations": 2, "seed": 5,
-        "save_steps": 3}
+        "save_steps": 6}  # TRL counts optimizer updates: 2 per step here (two passes over each batch)
+
+
+def test_a_step_is_one_generated_batch_with_all_its_updates():
+    """mini_batches x updates_per_batch optimizer updates per generated batch; micro-batches only split memory."""
+    kwargs, _ = grpo_config_kwargs(config(algorithm={"group_size": 4, "prompts_per_step": 4, "max_steps": 5,
+                                                     "mini_batches": 2, "updates_per_batch": 3},
+                                          training={"micro_batch_size": 2, "log_every": 2, "save_every": 5},
+                                          optimizer={"warmup_steps": 1}),
+                                   "out", cuda=False, bf16_supported=False)
+    args = GRPOConfig(**kwargs)
+    assert args.generation_batch_size == 16  # 4 prompts x 4 completions, generated once per step
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 4)  # 8 per update
+    assert (args.steps_per_generation, args.num_iterations) == (8, 3)  # 2 updates per pass, 3 passes
+    assert (args.max_steps, args.logging_steps, args.save_steps, args.warmup_steps) == (30, 12, 30, 6)
+
+
+def test_optimizer_settings_are_passed_explicitly():
+    kwargs, _ = grpo_config_kwargs(config(optimizer={"weight_decay": 0.1, "betas": [0.9, 0.95], "eps": 1e-6,
+                                                     "max_grad_norm": 0.5, "lr_scheduler": "cosine",
+                                                     "min_lr_ratio": 0.1, "warmup_ratio": 0.2},
+                                          algorithm={"max_steps": 10}),
+                                   "out", cuda=False, bf16_supported=False)
+    args = GRPOConfig(**kwargs)
+    assert (args.weight_decay, args.adam_beta1, args.adam_beta2, args.adam_epsilon, args.max_grad_norm) == (
+        0.1, 0.9, 0.95, 1e-6, 0.5)
+    assert args.lr_scheduler_type == "cosine_with_min_lr" and args.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
+    assert args.get_warmup_steps(args.max_steps) == 2  # retrain rounds the ratio once, for every backend
 
 
 @pytest.mark.parametrize("loss", ["grpo", "dr_grpo", "dapo"])
@@ -39,11 +66,13 @@ def test_trl_accepts_the_translated_config(tmp_path, loss):
     assert args.loss_type == loss and args.use_cpu and not args.bf16
 
 
-def test_cpu_turns_off_bf16_and_gpu_turns_it_on():
+def test_weights_stay_float32_and_bf16_is_compute_only_as_on_verl():
     cpu, cpu_notes = grpo_config_kwargs(config(), "out", cuda=False, bf16_supported=False)
-    gpu, _ = grpo_config_kwargs(config(), "out", cuda=True, bf16_supported=True)
-    assert cpu["use_cpu"] and not cpu["bf16"] and "CPU detected" in cpu_notes[0]
-    assert gpu["bf16"] and gpu["model_init_kwargs"]["dtype"] == "bfloat16"
+    gpu, gpu_notes = grpo_config_kwargs(config(), "out", cuda=True, bf16_supported=True)
+    assert cpu["use_cpu"] and not cpu["bf16"] and cpu_notes[0] == "CPU: float32 weights"
+    # fp32 master weights (a bf16 update of 1e-6 to 0.02 would round away), bf16 autocast
+    assert gpu["bf16"] and gpu["model_init_kwargs"]["dtype"] == "float32"
+    assert gpu_notes[0] == "GPU: float32 weights, bfloat16 compute (autocast)"
 
 
 def test_backend_options_pass_through_and_show_in_translate():

@@ -165,10 +165,11 @@ def test_ray_address_connects_instead_of_starting_a_local_ray(tmp_path):
     from retrain.core.run_dir import RunDir
 
     run_dir = RunDir.create(tmp_path, "r")
-    on_cluster = run_overrides(config(backend="verl", resources={"ray_address": "10.0.0.1:6379"}), run_dir, "/m", {})
+    on_cluster = run_overrides(config(backend="verl", resources={"ray_address": "10.0.0.1:6379"}), run_dir, "/m", {},
+                               prompt_length=64)
     assert "+ray_kwargs.ray_init.address='10.0.0.1:6379'" in on_cluster
     assert not [o for o in on_cluster if "num_cpus" in o or "num_gpus" in o]
-    local = run_overrides(config(), run_dir, "/m", {})
+    local = run_overrides(config(), run_dir, "/m", {}, prompt_length=64)
     assert "+ray_kwargs.ray_init.num_gpus=1" in local and not [o for o in local if ".address=" in o]
 
 
