@@ -80,11 +80,31 @@ def validate(config: ConfigPath, backend: BackendOption = None, model: ModelOpti
 
 
 @app.command()
-def translate(config: ConfigPath, backend: BackendOption = None, model: ModelOption = None) -> None:
-    """Print the native config the backend will receive."""
+def translate(
+    config: ConfigPath,
+    backend: BackendOption = None,
+    model: ModelOption = None,
+    backends: Annotated[str | None, typer.Option(
+        "--backends", help="Instead: each backend's effective settings side by side (e.g. trl,verl), every "
+        "difference marked; exits 1 on a difference that is not declared.")] = None,
+) -> None:
+    """Print the native config the backend will receive, or (--backends) the settings each library will apply."""
     from retrain.core.registry import load_backend
     from retrain.core.run import load_config
 
+    if backends is not None:
+        from retrain.compare import parse_backends
+        from retrain.core.settings import render_text, side_by_side, undeclared
+
+        try:
+            names = parse_backends(backends)
+            rows = side_by_side(config, names, model=model)
+        except RetrainError as exc:
+            _fail(exc, config)
+        print(render_text(rows, names))
+        if undeclared(rows):
+            raise typer.Exit(1)
+        return
     try:
         resolved = load_config(config, backend=backend, model=model)
         native = load_backend(resolved.backend).translate(resolved)

@@ -5,7 +5,7 @@ Loading this module is cheap; TRL and torch are imported by `translate` and `tra
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from retrain.core.backend import Capabilities, NativeConfig, TrainResult, check_capabilities, missing_packages
 from retrain.core.errors import ConfigIssue
@@ -44,6 +44,12 @@ class TRLBackend:
         from retrain.backends.trl.translate import translate_config
 
         return translate_config(config)
+
+    def effective_settings(self, config: TrainingConfig) -> dict[str, Any]:
+        from retrain.backends.trl.settings import effective_settings
+        from retrain.backends.trl.translate import detect_hardware
+
+        return effective_settings(config, *detect_hardware())
 
     def train(self, config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -> TrainResult:
         if config.model.loader == "unsloth":

@@ -1,0 +1,93 @@
+"""The effective settings TRL will apply, read back from the `GRPOConfig` retrain composes (TRL's and
+transformers' defaults included), in the neutral words of `retrain.core.settings`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retrain.core.config import TrainingConfig
+
+# TRL's advantage: (reward - group mean) / (group std + 1e-4) (trl/trainer/grpo_trainer.py, _calculate_advantages).
+TRL_STD_EPSILON = 1e-4
+_IS_MODES = {"token_truncate": "per token, truncated", "token_mask": "per token, masked",
+             "sequence_truncate": "per sequence, truncated", "sequence_mask": "per sequence, masked"}
+_SCHEDULES = {"constant": "constant", "constant_with_warmup": "constant", "linear": "linear", "cosine": "cosine",
+              "cosine_with_min_lr": "cosine"}
+
+
+def effective_settings(config: TrainingConfig, cuda: bool = False, bf16_supported: bool = False) -> dict[str, Any]:
+    from trl import GRPOConfig
+
+    from retrain.backends.trl.translate import grpo_config_kwargs, peft_kwargs, world_size
+
+    kwargs, _ = grpo_config_kwargs(config, "<run dir>/checkpoints", cuda, bf16_supported)
+    args: Any = GRPOConfig(**kwargs)  # (TRL types its post-init fields as optional)
+    processes = world_size(config)
+    updates_per_pass = args.steps_per_generation // args.gradient_accumulation_steps
+    updates = updates_per_pass * args.num_iterations
+    optim = str(getattr(args.optim, "value", args.optim))
+    schedule = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
+    warmup_updates = args.get_warmup_steps(args.max_steps)
+    lora = peft_kwargs(config)
+    weights = str(args.model_init_kwargs.get("dtype", "float32")) if args.model_init_kwargs else "float32"
+    settings: dict[str, Any] = {
+        "optimizer.name": "AdamW" if optim.startswith("adamw_torch") else optim,
+        "optimizer.lr": args.learning_rate,
+        "optimizer.weight_decay": args.weight_decay,
+        # transformers spares biases and norm weights; retrain's trainer decays every weight, as verl does
+        # (launch.RetrainGRPOTrainer.get_decay_parameter_names).
+        "optimizer.decayed_parameters": "all",
+        "optimizer.betas": [args.adam_beta1, args.adam_beta2],
+        "optimizer.eps": args.adam_epsilon,
+        "optimizer.max_grad_norm": args.max_grad_norm,
+        "schedule.type": _SCHEDULES.get(schedule, schedule),
+        "schedule.warmup_steps": warmup_updates / updates,
+        "schedule.min_lr_ratio": (args.lr_scheduler_kwargs or {}).get("min_lr_rate", 0.0),
+        "schedule.moves_within_a_step": updates > 1 and (warmup_updates > 0 or schedule not in ("constant",
+                                                                                                "constant_with_warmup")),
+        "batch.steps": args.max_steps / updates,
+        "batch.prompts_per_step": args.generation_batch_size // args.num_generations,
+        "batch.group_size": args.num_generations,
+        "batch.mini_batch_completions": args.per_device_train_batch_size * args.gradient_accumulation_steps * processes,
+        "batch.passes": args.num_iterations,
+        "batch.updates_per_step": updates,
+        "batch.micro_batch": args.per_device_train_batch_size,
+        # TRL shuffles the generated batch before splitting it (GRPOTrainer._prepare_inputs).
+        "batch.mini_batch_order": "shuffled" if updates_per_pass > 1 else "one mini-batch",
+        "data.order": "file order" if not args.shuffle_dataset else "shuffled by TRL",
+        "data.chat_template_kwargs": args.chat_template_kwargs or {},
+        "prompt.truncation": "never",  # TRL 1.16 has no prompt length limit
+        "sampling.temperature": args.temperature,
+        "sampling.top_p": args.top_p,
+        "sampling.top_k": args.top_k,
+        "sampling.max_tokens": args.max_completion_length,
+        "sampling.seed": args.seed,
+        "precision.weights": weights,
+        "precision.compute": "bfloat16" if args.bf16 else "float16" if args.fp16 else weights,
+        "kl.coef": args.beta,
+        "kl.estimator": "k3",
+        "kl.placement": "loss" if args.beta else "none",
+        "kl.importance_weighted": bool(args.use_bias_correction_kl) and bool(args.beta),
+        "kl.clamp": "none",
+        "clip.low": args.epsilon,
+        "clip.high": args.epsilon_high,
+        "clip.dual": f"delta {args.delta}" if args.delta is not None else "none",
+        "loss.aggregation": args.loss_type,
+        "loss.masks_truncated": args.mask_truncated_completions,
+        "entropy.coef": args.entropy_coef,
+        "advantage.estimator": "grpo",
+        "advantage.scaling": args.scale_rewards if args.scale_rewards in ("group", "batch", "none") else
+        {True: "group", False: "none"}.get(args.scale_rewards, str(args.scale_rewards)),
+        "advantage.std_epsilon": TRL_STD_EPSILON,
+        "rollout.importance_sampling": (
+            _IS_MODES.get(args.vllm_importance_sampling_mode, args.vllm_importance_sampling_mode)
+            + f" at {args.vllm_importance_sampling_clip_max:g}"
+            if args.use_vllm and args.vllm_importance_sampling_correction else "off"
+        ),
+        "model.gradient_checkpointing": args.gradient_checkpointing,
+        "model.lora": None if lora is None else [lora["r"], lora["lora_alpha"], lora["lora_dropout"],
+                                                 lora["target_modules"]],
+    }
+    if args.loss_type == "dr_grpo":
+        settings["loss.dr_grpo_divisor"] = args.max_completion_length
+    return settings
