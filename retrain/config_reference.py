@@ -4,7 +4,8 @@
     python -m retrain.config_reference --check    # exit 1 if it is stale (the test suite does the same)
 
 Every field of `TrainingConfig`, section by section: its type, default and description (from the
-schema), and which built-in backends honour it (from their declared `Capabilities`).
+schema), and which built-in backends honour it: the field probe of `retrain.testing.fields` (the one
+the conformance kit runs), or the declared `Capabilities` where a backend accepts some values only.
 """
 
 from __future__ import annotations
@@ -99,12 +100,24 @@ def _sections(model: type[BaseModel], prefix: str = "") -> list[tuple[str, type[
 
 
 def _backends_cell(path: str, backends: dict[str, Capabilities]) -> str:
+    """Which backends honour the field: retrain itself for fields it applies for every backend; otherwise
+    the probe's verdict per backend (the same one the conformance kit checks), refined by the capability
+    rule where a backend accepts some values only."""
+    from retrain.testing.fields import PROBES, probe, retrain_side_reason
+
+    if retrain_side_reason(path) is not None:
+        return "all (retrain applies it)"
     rule = CAPABILITY_OF.get(path)
-    if rule is None:
-        return "all"
+    if rule is None and path not in PROBES:
+        return "by field (its section)"
     cells = []
     for name, capabilities in backends.items():
-        verdict = rule(capabilities)
+        if rule is not None:  # the values a backend accepts, whatever this machine has
+            verdict: bool | str = rule(capabilities)
+        else:
+            verdicts: dict[str, bool | str] = {"honoured": True, "rejected": False, "ignored": "IGNORED",
+                                               "noted": "yes (noted as unused without vLLM)"}
+            verdict = verdicts[probe(name, path)]
         cells.append(f"{name}: {'yes' if verdict is True else 'no' if verdict is False else verdict}")
     return "; ".join(cells)
 
@@ -120,7 +133,9 @@ def render() -> str:
         "",
         "Every field of a retrain config, by section. A field that a backend cannot honour is an error when",
         "the config is validated (`retrain validate`), never silently ignored; the *backends* column says",
-        "which built-in backends honour it (`all` when every one does). Unknown fields are errors too, with",
+        "which built-in backends honour it, as found by changing the field and reading each translation",
+        "(`retrain.testing.fields`, also run by the conformance kit), or `all (retrain applies it)` for fields",
+        "retrain applies itself, the same way for every backend. Unknown fields are errors too, with",
         "a did-you-mean. Load a config in Python with `TrainingConfig.from_yaml(path)` from",
         "`retrain.config_models`. Limits that depend on the combination (verl on CPU: `kl_coef > 0` needs",
         "`model.lora`, float32 only; completions per step divisible by the GPUs) are checked at validation too",

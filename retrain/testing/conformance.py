@@ -9,8 +9,12 @@ messages that say what to fix:
 - translate: returns a printable `NativeConfig`, the same twice, with no files or processes made;
 - validation: every option outside the declared `Capabilities` (and your `rejected_options`) is
   a `ConfigError` naming the field, and every declared loss aggregation / reward scaling passes;
+- every config field is honoured (changing it changes the native config), rejected (a `ConfigError`
+  naming it) or noted (said in the translation's notes), or is one retrain applies itself — never
+  silently ignored (`retrain.testing.fields`);
 - training: the run directory layout, one neutral metrics record per step with the required and
-  per-component keys, samples with reward breakdowns, a checkpoint and a final model;
+  per-component keys, samples with reward breakdowns, a checkpoint and a final model whose weights
+  training changed;
 - rewards: every logged reward is the retrain Scorer's, and a fresh Scorer gives each saved
   completion the same total again;
 - resume: `--resume` continues from the last checkpoint with no lost or repeated steps;
@@ -264,6 +268,15 @@ class BackendConformance:
                 f"{fragment} was rejected, but no issue names '{field}' (issues name {named})"
             )
 
+    def test_every_config_field_is_honoured_rejected_or_noted(self) -> None:
+        from retrain.testing.fields import PROBES, probe
+
+        ignored = [field for field in PROBES if probe(self.backend, field) == "ignored"]
+        assert not ignored, (
+            f"changing {ignored} changes neither the native config nor its notes, and validation accepts it: "
+            "the field is silently ignored. Carry it into translate(), or reject it in check_config naming it"
+        )
+
     def test_options_it_declares_pass_validation(self, tmp_path: Path) -> None:
         capabilities = self.load().capabilities
         for loss in sorted(capabilities.loss_aggregations):
@@ -294,6 +307,19 @@ class BackendConformance:
                 assert value is None or isinstance(value, int | float), f"{key} = {value!r} is not a number"
             assert 0.0 <= record["verifiers/mentions_a_cat/pass_rate"] <= 1.0
             assert record["step_seconds"] > 0
+
+    def test_training_changes_the_weights(self, trained: TrainedRun) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from retrain.models import resolve_model
+
+        trained_weights = AutoModelForCausalLM.from_pretrained(trained.summary["model_dir"]).state_dict()
+        initial = AutoModelForCausalLM.from_pretrained(resolve_model(self.model)).state_dict()
+        # Compared in the exported dtype (an exporter may write bf16).
+        changed = [name for name, weight in trained_weights.items()
+                   if name in initial and not torch.equal(weight, initial[name].to(weight.dtype))]
+        assert changed, "the final model has the initial weights: the backend trained nothing"
 
     def test_rewards_come_from_the_scorer(self, trained: TrainedRun) -> None:
         assert_trained_on_the_scorer(trained.run_dir)
