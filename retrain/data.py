@@ -71,6 +71,22 @@ def _read_file(path: Path, field: str) -> list[dict[str, Any]]:
     raise _issue(field, f"unsupported file type '{suffix}'; use .jsonl, .json or .parquet")
 
 
+_MISSING = object()
+
+
+def _column(row: dict[str, Any], name: str) -> Any:
+    """A column's value; `a.b` reads key b of mapping column a (verl's datasets keep the answer in
+    reward_model.ground_truth)."""
+    if name in row:
+        return row[name]
+    value: Any = row
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
 def check_source(data: DataConfig) -> None:
     """Read a local data source now, so that a missing file, a bad line or a missing column is reported
     before a run starts. 'hf:' datasets are left to the run: loading them may need the network."""
@@ -95,9 +111,10 @@ def load_rows(data: DataConfig) -> list[dict[str, Any]]:
         if data.prompt_column not in row:
             raise _issue("prompt_column", f"row {index} has no column '{data.prompt_column}' "
                                           f"(columns: {sorted(row)}); set data.prompt_column")
-        if data.answer_column is not None and data.answer_column not in row:
+        if data.answer_column is not None and _column(row, data.answer_column) is _MISSING:
             raise _issue("answer_column", f"row {index} has no column '{data.answer_column}' "
-                                          f"(columns: {sorted(row)}); set data.answer_column")
+                                          f"(columns: {sorted(row)}); set data.answer_column (a dotted name "
+                                          "reads inside a mapping column, e.g. reward_model.ground_truth)")
         prompt = row[data.prompt_column]
         if isinstance(prompt, str):
             messages = [{"role": "user", "content": prompt}]
@@ -113,7 +130,7 @@ def load_rows(data: DataConfig) -> list[dict[str, Any]]:
         out = {k: v for k, v in row.items() if k not in (data.prompt_column,)}
         out["prompt"] = messages
         if data.answer_column is not None:
-            out["answer"] = row[data.answer_column]
+            out["answer"] = _column(row, data.answer_column)
         rows.append(out)
     return rows
 

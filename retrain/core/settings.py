@@ -54,6 +54,7 @@ SETTINGS: list[tuple[str, str]] = [
     ("clip.high", "ratio clip, high side"),
     ("clip.dual", "dual clip on negative advantages"),
     ("loss.aggregation", "how token losses are averaged"),
+    ("loss.ratio", "the policy loss and its importance ratio"),
     ("loss.dr_grpo_divisor", "Dr. GRPO's constant divisor"),
     ("loss.masks_truncated", "truncated completions left out of the loss"),
     ("entropy.coef", "entropy bonus coefficient"),

@@ -22,6 +22,7 @@ ONE_SIDED = [
     ("a Ray cluster", {"resources": {"ray_address": "10.0.0.1:6379"}}, "trl", "resources.ray_address"),
     ("several nodes", {"resources": {"nodes": 2, "gpus_per_node": 1, "ray_address": "10.0.0.1:6379"}}, "trl",
      "resources.nodes"),
+    ("a linear learning-rate decay", {"optimizer": {"lr_scheduler": "linear"}}, "verl", "optimizer.lr_scheduler"),
 ]
 OTHER = {"trl": "verl", "verl": "trl"}
 

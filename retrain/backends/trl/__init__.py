@@ -47,9 +47,11 @@ class TRLBackend:
 
     def effective_settings(self, config: TrainingConfig) -> dict[str, Any]:
         from retrain.backends.trl.settings import effective_settings
-        from retrain.backends.trl.translate import detect_hardware
 
-        return effective_settings(config, *detect_hardware())
+        # On the hardware the config names (as verl's settings are): GPUs with bf16 when gpus_per_node > 0,
+        # whatever this machine has, so that a GPU recipe compares the same on a laptop.
+        gpu = config.resources.gpus_per_node > 0
+        return effective_settings(config, cuda=gpu, bf16_supported=gpu)
 
     def train(self, config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -> TrainResult:
         if config.model.loader == "unsloth":

@@ -88,7 +88,8 @@ def build_trainer(  # type: ignore[no-untyped-def]
 
     scorer = Scorer.from_config(config)
     reward_function = ScorerRewardFunction(
-        scorer, run_dir, config.training.samples_per_step, config.training.log_every
+        scorer, run_dir, config.training.samples_per_step, config.training.log_every,
+        config.algorithm.updates_per_step,
     )
     component_names = {c.name for c in scorer.components}
     peft_config = None

@@ -56,11 +56,13 @@ class ScorerRewardFunction:
 
     __name__ = "retrain"
 
-    def __init__(self, scorer: Scorer, run_dir: RunDir | None, samples_per_step: int, log_every: int):
+    def __init__(self, scorer: Scorer, run_dir: RunDir | None, samples_per_step: int, log_every: int,
+                 updates_per_step: int = 1):
         self.scorer = scorer
         self.run_dir = run_dir
         self.samples_per_step = samples_per_step
         self.log_every = log_every
+        self.updates_per_step = updates_per_step  # TRL counts optimizer updates; samples are filed by step
 
     async def __call__(
         self,
@@ -71,7 +73,8 @@ class ScorerRewardFunction:
         log_metric: Any = None,
         **kwargs: Any,
     ) -> list[float]:
-        step = (trainer_state.global_step + 1) if trainer_state is not None else 0
+        # Scored at the first update of a step, when TRL's global_step counts the updates before it.
+        step = (trainer_state.global_step // self.updates_per_step + 1) if trainer_state is not None else 0
         columns = {k: v for k, v in kwargs.items() if k not in _RESERVED}
         rollouts = rollouts_from_trl(prompts, completions, completion_ids, columns, step, kwargs.get(EPISODE_FIELD))
         breakdowns = await self.scorer.score(rollouts)

@@ -21,7 +21,10 @@ def effective_settings(config: TrainingConfig, cuda: bool = False, bf16_supporte
     from retrain.backends.trl.translate import grpo_config_kwargs, peft_kwargs, world_size
 
     kwargs, _ = grpo_config_kwargs(config, "<run dir>/checkpoints", cuda, bf16_supported)
-    args: Any = GRPOConfig(**kwargs)  # (TRL types its post-init fields as optional)
+    # transformers refuses bf16/fp16 where this machine has no GPU; the precision is read from the fields as
+    # composed for the config's GPUs, the rest from TRL's own config object.
+    mixed = {"bf16": kwargs.get("bf16", False), "fp16": kwargs.get("fp16", False)}
+    args: Any = GRPOConfig(**{**kwargs, "bf16": False, "fp16": False})  # (TRL types post-init fields optional)
     processes = world_size(config)
     updates_per_pass = args.steps_per_generation // args.gradient_accumulation_steps
     updates = updates_per_pass * args.num_iterations
@@ -46,7 +49,9 @@ def effective_settings(config: TrainingConfig, cuda: bool = False, bf16_supporte
         "schedule.moves_within_a_step": updates > 1 and (warmup_updates > 0 or schedule not in ("constant",
                                                                                                 "constant_with_warmup")),
         "batch.steps": args.max_steps / updates,
-        "batch.prompts_per_step": args.generation_batch_size // args.num_generations,
+        # (GRPOConfig's own generation_batch_size counts this machine's processes, not the config's.)
+        "batch.prompts_per_step": args.per_device_train_batch_size * processes * args.steps_per_generation
+        // args.num_generations,
         "batch.group_size": args.num_generations,
         "batch.mini_batch_completions": args.per_device_train_batch_size * args.gradient_accumulation_steps * processes,
         "batch.passes": args.num_iterations,
@@ -63,7 +68,7 @@ def effective_settings(config: TrainingConfig, cuda: bool = False, bf16_supporte
         "sampling.max_tokens": args.max_completion_length,
         "sampling.seed": args.seed,
         "precision.weights": weights,
-        "precision.compute": "bfloat16" if args.bf16 else "float16" if args.fp16 else weights,
+        "precision.compute": "bfloat16" if mixed["bf16"] else "float16" if mixed["fp16"] else weights,
         "kl.coef": args.beta,
         "kl.estimator": "k3",
         "kl.placement": "loss" if args.beta else "none",
@@ -73,6 +78,7 @@ def effective_settings(config: TrainingConfig, cuda: bool = False, bf16_supporte
         "clip.high": args.epsilon_high,
         "clip.dual": f"delta {args.delta}" if args.delta is not None else "none",
         "loss.aggregation": args.loss_type,
+        "loss.ratio": f"clipped, per {args.importance_sampling_level}",
         "loss.masks_truncated": args.mask_truncated_completions,
         "entropy.coef": args.entropy_coef,
         "advantage.estimator": "grpo",

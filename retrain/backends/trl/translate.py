@@ -326,7 +326,7 @@ def grpo_config_kwargs(
     if engine == "transformers" and unused:
         notes.append(f"{', '.join(unused)} unused: generating with transformers")
     optimizer = config.optimizer
-    plan = batch_plan(config, gpu=cuda)
+    plan = batch_plan(config, gpu=config.resources.gpus_per_node > 0)  # as verl decides it: from the config
     # TRL counts optimizer updates; a retrain step is one generated batch and all its updates.
     updates = plan.updates_per_step
     kwargs: dict[str, Any] = {

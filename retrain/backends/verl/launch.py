@@ -206,6 +206,7 @@ class MetricsWatcher(threading.Thread):
         self.breakdowns = run_dir.path / "verl" / "breakdowns.jsonl"
         self.first_step = first_step
         self.token_mean_losses = token_mean_losses
+        self.learning_rate_at: Any = None  # step (0-based) -> the rate verl's scheduler gives its updates
         self.stop_event = threading.Event()
         self._raw_offset = 0
         self._breakdown_offset = self.breakdowns.stat().st_size if self.breakdowns.exists() else 0
@@ -252,6 +253,10 @@ class MetricsWatcher(threading.Thread):
         for verl_name, neutral in VERL_TO_NEUTRAL.items():
             if verl_name in data:
                 record[neutral] = data[verl_name]
+        if self.learning_rate_at is not None and "learning_rate" in record:
+            # verl logs the rate after its scheduler stepped (the next step's); the neutral record has the rate
+            # this step's updates used, as TRL logs it.
+            record["learning_rate"] = self.learning_rate_at(step - 1)
         if self.token_mean_losses:
             record.update({neutral: data[name] for name, neutral in VERL_TOKEN_MEANS.items() if name in data})
         # step_seconds leaves the checkpoint out (verl times it inside the step; TRL after it).
@@ -334,6 +339,7 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
                              config.training.samples_per_step,
                              config.algorithm.prompts_per_step * config.algorithm.group_size,
                              token_mean_losses=config.algorithm.loss_aggregation == "dapo")
+    watcher.learning_rate_at = learning_rate_schedule(composed)
     errors_seen = _reward_errors_file(run_dir).stat().st_size if _reward_errors_file(run_dir).exists() else 0
     if config.rewards.on_error == "fail" and threading.current_thread() is threading.main_thread():
         watcher.errors_offset = errors_seen  # else (`await run()`: a worker thread) it fails when verl returns
@@ -376,6 +382,30 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     return TrainResult(
         steps_completed=watcher.last_step, final_model_dir=final_model, last_checkpoint=last_checkpoint
     )
+
+
+def learning_rate_schedule(composed: Any) -> Any:
+    """The learning rate of each step's updates, by verl's own scheduler functions on the composed optimizer
+    config (as its FSDP engine builds them), stepped once per step as verl steps them."""
+    import torch
+    from verl.utils.torch_functional import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+    optim = composed.actor_rollout_ref.actor.optim
+    total = composed.trainer.total_training_steps
+    warmup = optim.lr_warmup_steps if optim.lr_warmup_steps > 0 else int(optim.lr_warmup_steps_ratio * total)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=optim.lr)
+    if optim.lr_scheduler_type == "cosine":
+        scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total, min_lr_ratio=optim.min_lr_ratio,
+                                                    num_cycles=optim.num_cycles,
+                                                    zero_indexed_step=optim.zero_indexed_step)
+    else:
+        scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
+    rates = [optim.lr * factor(step) for factor in scheduler.lr_lambdas for step in range(total + 1)]
+
+    def rate(step: int) -> float:
+        return rates[min(step, total)]
+
+    return rate
 
 
 def episode_prompt_length(config: TrainingConfig, rows: list[dict[str, Any]], model_path: str) -> int:

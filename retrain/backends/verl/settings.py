@@ -13,6 +13,7 @@ VERL_STD_EPSILON = 1e-6
 # verl's low_var_kl clamps each token's estimate to [-10, 10] (core_algos.kl_penalty_forward).
 VERL_KL_CLAMP = 10.0
 _AGGREGATION = {"token-mean": "dapo", "seq-mean-token-mean": "grpo", "seq-mean-token-sum-norm": "dr_grpo"}
+_POLICY_LOSS = {"vanilla": "clipped, per token", "gspo": "clipped, per sequence"}
 _KL_ESTIMATOR = {"low_var_kl": "k3", "kl": "k1", "k1": "k1", "mse": "k2", "k2": "k2", "abs": "abs", "k3": "k3"}
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "bfloat16": "bfloat16", "float16": "float16",
            "float32": "float32"}
@@ -91,6 +92,7 @@ def settings_of(composed: dict[str, Any]) -> dict[str, Any]:
         "clip.high": actor["clip_ratio_high"],
         "clip.dual": f"c {actor['clip_ratio_c']:g}",
         "loss.aggregation": aggregation,
+        "loss.ratio": _POLICY_LOSS.get(actor["policy_loss"]["loss_mode"], actor["policy_loss"]["loss_mode"]),
         "loss.masks_truncated": False,
         "entropy.coef": actor["entropy_coeff"],
         "advantage.estimator": algorithm["adv_estimator"],

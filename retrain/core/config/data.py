@@ -21,7 +21,8 @@ class DataConfig(_Strict):
     split: str = Field("train", description="Dataset split (for 'hf:' sources).")
     prompt_column: str = Field("prompt", description="Column holding the prompt text.")
     answer_column: str | None = Field(
-        None, description="Column holding the reference answer, passed to rewards as `answer`."
+        None, description="Column holding the reference answer, passed to rewards as `answer`; a dotted name reads "
+        "inside a mapping column (reward_model.ground_truth, in verl's datasets)."
     )
     system_prompt: str | None = Field(
         None, description="A system message put before every prompt (an error for rows that start with their own)."

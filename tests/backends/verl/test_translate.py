@@ -196,3 +196,52 @@ def test_trl_rejects_a_ray_address():
     with pytest.raises(ConfigError, match="resources.ray_address"):
         TrainingConfig.from_data({"backend": "trl", "model_to_train": "retrain:tiny", "example_prompts": ["p"],
                                   "resources": {"ray_address": "auto"}})
+
+
+@pytest.mark.parametrize(("key", "field"), [
+    ("data.train_batch_size", "algorithm.prompts_per_step"),
+    ("actor_rollout_ref.rollout.n", "algorithm.group_size"),
+    ("actor_rollout_ref.actor.optim.lr", "algorithm.learning_rate"),
+    ("actor_rollout_ref.actor.optim.weight_decay", "optimizer.weight_decay"),
+    ("trainer.logger", "(retrain reads verl's file logger; trackers are not wired yet)"),
+    ("+actor_rollout_ref.actor.optim.override_optimizer_config.eps", "optimizer.eps"),
+])
+def test_a_raw_override_of_a_key_retrain_owns_names_the_field_to_use(key, field):
+    """One rule on every backend: what retrain sets from its config cannot be set behind its back."""
+    with pytest.raises(ConfigError) as info:
+        config(backend="verl", backend_options={"verl": {key: 1}})
+    (issue,) = info.value.issues
+    assert issue.field == f"backend_options.verl.{key}" and issue.message == f"set this through `{field}` instead"
+
+
+def test_a_harmless_raw_override_passes_and_reaches_the_composed_config():
+    from retrain.backends.verl import backend
+
+    composed = backend.translate(config(backend="verl", backend_options={
+        "verl": {"actor_rollout_ref.actor.clip_ratio_c": 5.0}})).settings["composed"]
+    assert composed["actor_rollout_ref"]["actor"]["clip_ratio_c"] == 5.0
+
+
+def test_the_optimizer_and_schedule_reach_verl_explicitly():
+    from retrain.backends.verl import backend
+
+    composed = backend.translate(config(backend="verl", algorithm={"max_steps": 10}, optimizer={
+        "weight_decay": 0.05, "betas": [0.9, 0.95], "eps": 1e-6, "max_grad_norm": 0.3, "lr_scheduler": "cosine",
+        "warmup_ratio": 0.25, "min_lr_ratio": 0.1})).settings["composed"]
+    optim = composed["actor_rollout_ref"]["actor"]["optim"]
+    assert (optim["weight_decay"], optim["betas"], optim["override_optimizer_config"], optim["clip_grad"]) == (
+        0.05, [0.9, 0.95], {"eps": 1e-6}, 0.3)
+    assert (optim["lr_scheduler_type"], optim["lr_warmup_steps"], optim["min_lr_ratio"]) == ("cosine", 2, 0.1)
+
+
+def test_a_revision_reaches_verl_through_the_snapshot_it_loads():
+    from retrain.backends.verl import backend
+
+    native = backend.translate(config(backend="verl", model={"name": "org/model", "revision": "v2"}))
+    assert native.settings["model"]["revision"] == "v2"
+
+
+def test_a_revision_of_a_local_or_built_in_model_is_an_error():
+    with pytest.raises(ConfigError) as info:
+        config(backend="verl", model={"name": "retrain:tiny", "revision": "main"})
+    assert info.value.issues[0].field == "model.revision"
