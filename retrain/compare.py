@@ -21,6 +21,7 @@ from retrain.core.config import TrainingConfig
 from retrain.core.errors import ConfigError, ConfigIssue, RetrainError
 from retrain.core.run import ConfigLike, load_config, run_sync
 from retrain.core.run_dir import RunDir
+from retrain.core.settings import SettingsRow, compare_configs, undeclared
 from retrain.report import RunData, comparison_rows, load_run, run_statistics, write_report
 
 
@@ -87,6 +88,12 @@ def compare(
     folder = RunDir.create(output_dir if output_dir is not None else first.training.output_dir, f"compare-{name}").path
     console.print(f"[bold]retrain compare[/]: {', '.join(backends)} -> {escape(str(folder))}")
 
+    settings = compare_configs(configs)
+    different = undeclared(settings)
+    if different:
+        names = ", ".join(row.key for row in different)
+        console.print(f"[yellow]warning:[/] the backends will not train the same way: {names} differ (see the "
+                      "report's effective settings, or `retrain translate CONFIG --backends ...`)", soft_wrap=True)
     runs: list[RunData] = []
     title = f"retrain compare: {name} on {', '.join(backends)}"
     try:
@@ -94,9 +101,10 @@ def compare(
             runs.append(_train_one(configs[backend], folder, console, show_progress))
     except BaseException:
         if runs:  # interrupted: what finished is still reported
-            console.print(f"report of the finished runs: {write_report(runs, folder, title=title)}")
+            console.print(f"report of the finished runs: "
+                          f"{write_report(runs, folder, title=title, settings=settings)}")
         raise
-    report_path = write_report(runs, folder, title=title)
+    report_path = write_report(runs, folder, title=title, settings=settings)
     render_comparison(console, runs)
     console.print(f"report: {report_path}", soft_wrap=True, highlight=False)
     return Comparison(folder, report_path, runs)
@@ -118,6 +126,17 @@ def _train_one(config: TrainingConfig, folder: Path, console: Console, show_prog
         failed.error = str(exc)
         return failed
     return load_run(summary["run_dir"], label=backend)
+
+
+def _settings_of(runs: list[RunData]) -> list[SettingsRow] | None:
+    """The effective settings of existing runs, from each run's config.yaml (None for a single run, or when a
+    config cannot be read any more: the report still shows the metrics)."""
+    if len(runs) < 2:
+        return None
+    try:
+        return compare_configs({run.label: TrainingConfig.from_yaml(run.path / "config.yaml") for run in runs})
+    except RetrainError:
+        return None
 
 
 def render_comparison(console: Console, runs: list[RunData], title: str = "retrain compare") -> None:
@@ -142,7 +161,8 @@ def report(run_dirs: list[str | Path], output_dir: str | Path | None = None, con
     runs = load_runs(run_dirs)
     if output_dir is None:
         output_dir = runs[0].path / "report" if len(runs) == 1 else Path(f"report-{time.strftime('%Y%m%d-%H%M%S')}")
-    path = write_report(runs, output_dir, title="retrain report: " + ", ".join(run.label for run in runs))
+    path = write_report(runs, output_dir, title="retrain report: " + ", ".join(run.label for run in runs),
+                        settings=_settings_of(runs))
     render_comparison(console, runs, title="retrain report")
     console.print(f"report: {path}", soft_wrap=True, highlight=False)
     return path

@@ -21,6 +21,7 @@ import yaml
 
 from retrain.core.errors import RetrainError
 from retrain.core.metrics import SCORE_PREFIXES, read_jsonl
+from retrain.core.settings import SettingsRow, render_markdown, undeclared
 
 PLOTS = ("reward.png", "components.png", "completion_length.png", "step_time.png")
 # Reward is averaged over the last steps as well as read at the last one: a single step is noisy.
@@ -177,7 +178,8 @@ def comparison_rows(runs: Sequence[RunData], stats: Sequence[dict[str, Any]]) ->
     return rows
 
 
-def _markdown(runs: Sequence[RunData], stats: Sequence[dict[str, Any]], plots: Sequence[str], title: str) -> str:
+def _markdown(runs: Sequence[RunData], stats: Sequence[dict[str, Any]], plots: Sequence[str], title: str,
+              settings: Sequence[SettingsRow] | None = None) -> str:
     lines = [f"# {title}", "", f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by `retrain`.", ""]
     models = sorted({str(run.summary.get("model") or run.config.get("model", {}).get("name", "?")) for run in runs})
     lines += [f"Model: {', '.join(f'`{m}`' for m in models)}.", ""]
@@ -188,6 +190,16 @@ def _markdown(runs: Sequence[RunData], stats: Sequence[dict[str, Any]], plots: S
               "constraints/) show first step → last step; – means the backend did not log the value.", ""]
     for plot in plots:
         lines += [f"![{plot.removesuffix('.png')}]({plot})", ""]
+    if settings:
+        labels = [run.label for run in runs]
+        different = undeclared(settings)
+        lines += ["## Effective settings", "",
+                  "What each library applied, read back from its composed config (`retrain translate CONFIG "
+                  "--backends ...`). " + ("**These runs did not train the same way**: the settings marked "
+                                          "DIFFERENT differ, so a difference in results may come from them."
+                                          if different else "They differ only where the libraries do (reasons "
+                                          "below the table)."), "",
+                  render_markdown(list(settings), labels), ""]
     for run, s in zip(runs, stats, strict=True):
         lines += [f"## {run.label}", "", "| | |", "|---|---|",
                   f"| run directory | `{run.path}` |", f"| backend | {run.backend} |", f"| status | {run.status} |",
@@ -264,8 +276,10 @@ def write_plots(runs: Sequence[RunData], output_dir: Path) -> list[str]:
     return written
 
 
-def write_report(runs: Sequence[RunData], output_dir: str | Path, title: str = "retrain comparison") -> Path:
-    """Write report.md, report.json and the plots into `output_dir`; returns the report.md path."""
+def write_report(runs: Sequence[RunData], output_dir: str | Path, title: str = "retrain comparison",
+                 settings: Sequence[SettingsRow] | None = None) -> Path:
+    """Write report.md, report.json and the plots into `output_dir`; returns the report.md path. `settings`:
+    the runs' effective settings side by side (`retrain.core.settings`), shown when given."""
     if not runs:
         raise ReportError("no runs to report on")
     output = Path(output_dir)
@@ -282,8 +296,12 @@ def write_report(runs: Sequence[RunData], output_dir: str | Path, title: str = "
             for run, s in zip(runs, stats, strict=True)
         ],
         "plots": plots,
+        "effective_settings": [
+            {"key": row.key, "values": row.values, "differs": row.differs, "declared": row.reason}
+            for row in settings or []
+        ],
     }
     (output / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     path = output / "report.md"
-    path.write_text(_markdown(runs, stats, plots, title) + "\n", encoding="utf-8")
+    path.write_text(_markdown(runs, stats, plots, title, settings) + "\n", encoding="utf-8")
     return path

@@ -9,6 +9,7 @@ this over every example and fails on any difference that is not declared.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ def compare_settings(effective: dict[str, dict[str, Any]]) -> list[SettingsRow]:
     return rows
 
 
-def undeclared(rows: list[SettingsRow]) -> list[SettingsRow]:
+def undeclared(rows: Sequence[SettingsRow]) -> list[SettingsRow]:
     """The differences no reason covers: a translation bug, or a backend_options override to look at."""
     return [row for row in rows if row.differs and row.reason is None]
 
@@ -187,17 +188,21 @@ def render_text(rows: list[SettingsRow], backends: list[str]) -> str:
 def side_by_side(config_path: str | Path, backends: list[str], model: str | None = None) -> list[SettingsRow]:
     """The config's effective settings on each backend, compared. Each backend validates the config first (a
     ConfigError names the backend that cannot run it)."""
-    from retrain.core.errors import ConfigError, ConfigIssue
-    from retrain.core.registry import load_backend
     from retrain.core.run import load_config
 
+    return compare_configs({name: load_config(config_path, backend=name, model=model) for name in backends})
+
+
+def compare_configs(configs: dict[str, Any]) -> list[SettingsRow]:
+    """{label: a TrainingConfig validated for its backend} -> the effective settings side by side."""
+    from retrain.core.errors import ConfigError, ConfigIssue
+    from retrain.core.registry import load_backend
+
     effective: dict[str, dict[str, Any]] = {}
-    for name in backends:
-        config = load_config(config_path, backend=name, model=model)
-        backend = load_backend(name)
-        reader = getattr(backend, "effective_settings", None)
+    for label, config in configs.items():
+        reader = getattr(load_backend(config.backend), "effective_settings", None)
         if reader is None:
-            raise ConfigError([ConfigIssue("backend", None, f"backend '{name}' does not report its effective "
-                                                            "settings (Backend.effective_settings)")])
-        effective[name] = reader(config)
+            raise ConfigError([ConfigIssue("backend", None, f"backend '{config.backend}' does not report its "
+                                                            "effective settings (Backend.effective_settings)")])
+        effective[label] = reader(config)
     return compare_settings(effective)

@@ -17,10 +17,11 @@ from tests.unit.test_cli import retrain
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def fake_run(root: Path, backend: str, rewards: list[float], seconds: list[float]) -> Path:
+def fake_run(root: Path, backend: str, rewards: list[float], seconds: list[float], extra: dict | None = None) -> Path:
     """A run directory as a backend leaves it: config, native config, metrics, summary."""
     run_dir = RunDir.create(root, backend)
-    run_dir.write_config({"backend": backend, "model": {"name": "retrain:tiny"}}, f"# native config for {backend}")
+    run_dir.write_config({"backend": backend, "model": {"name": "retrain:tiny"}, "data": {"prompts": ["Hi."]},
+                          **(extra or {})}, f"# native config for {backend}")
     for step, (reward, second) in enumerate(zip(rewards, seconds, strict=True), start=1):
         run_dir.write_metrics({"step": step, "reward/mean": reward, "reward/std": 0.1,
                                "rewards/goal/mean": reward / 10, "verifiers/cat/pass_rate": step / len(rewards),
@@ -59,6 +60,22 @@ def test_the_report_puts_runs_side_by_side_in_markdown_json_and_plots(tmp_path):
     assert [r["statistics"]["reward_final"] for r in report["runs"]] == [0.0, -0.5]
     for plot in PLOTS:
         assert (tmp_path / "report" / plot).read_bytes()[:8] == PNG, plot
+
+
+def test_a_report_of_runs_on_two_backends_shows_their_effective_settings_and_any_difference(tmp_path):
+    from retrain.compare import report
+
+    same = [fake_run(tmp_path / "same", "trl", [-1.0, 0.0], [1.0, 1.0]),
+            fake_run(tmp_path / "same", "verl", [-2.0, -0.5], [3.0, 3.0])]
+    markdown = report(same, tmp_path / "same-report", console=QUIET).read_text()
+    assert "## Effective settings" in markdown and "They differ only where the libraries do" in markdown
+    assert "| optimizer.weight_decay | 0 | 0 |" in markdown and "clip.dual:" in markdown  # a declared reason
+    different = [fake_run(tmp_path / "diff", "trl", [-1.0, 0.0], [1.0, 1.0],
+                          extra={"backend_options": {"trl": {"mask_truncated_completions": True}}}),
+                 fake_run(tmp_path / "diff", "verl", [-2.0, -0.5], [3.0, 3.0])]
+    markdown = report(different, tmp_path / "diff-report", console=QUIET).read_text()
+    assert "These runs did not train the same way" in markdown
+    assert "| loss.masks_truncated | yes | no | **≠ DIFFERENT** |" in markdown
 
 
 def test_two_runs_of_one_backend_are_told_apart_by_folder(tmp_path):
