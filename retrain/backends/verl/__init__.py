@@ -62,6 +62,13 @@ class VerlBackend:
             ))
         # (`actor_rollout_ref.rollout.name` stays open: it selects engines `rollout.engine` does not list,
         # e.g. sglang, or a test's scripted rollout. The keys retrain owns are translate.OWNED.)
+        if gpus and config.model.lora is not None and importlib.util.find_spec("vllm") is None:
+            # verl's own validate_config checks the LoRA rank against vLLM's, importing it.
+            issues.append(ConfigIssue(
+                "model.lora", None,
+                "verl on GPUs checks LoRA against vLLM, which is not installed here: "
+                "`pip install 'retrain[verl,vllm]'` (verl generates with vLLM on GPUs)",
+            ))
         if gpus == 0 and engine == "vllm":
             issues.append(ConfigIssue(
                 "rollout.engine", None,

@@ -245,3 +245,13 @@ def test_a_revision_of_a_local_or_built_in_model_is_an_error():
     with pytest.raises(ConfigError) as info:
         config(backend="verl", model={"name": "retrain:tiny", "revision": "main"})
     assert info.value.issues[0].field == "model.revision"
+
+
+def test_lora_on_gpus_without_vllm_is_a_validation_error_not_a_translate_traceback():
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed: verl's LoRA check runs")
+    with pytest.raises(ConfigError) as info:
+        config(backend="verl", model={"name": "retrain:tiny", "lora": {"r": 4}}, resources={"gpus_per_node": 1})
+    assert info.value.issues[0].field == "model.lora" and "retrain[verl,vllm]" in info.value.issues[0].message
