@@ -177,6 +177,7 @@ OWNED: dict[str, str] = {
     f"{ACTOR}.ppo_micro_batch_size": "training.micro_batch_size",
     f"{ACTOR}.shuffle": "algorithm.mini_batches (taken in order)",
     f"{ACTOR}.data_loader_seed": "training.seed",
+    f"{ACTOR}.fsdp_config.seed": "training.seed",
     f"{ROLLOUT}.temperature": "algorithm.temperature",
     f"{ROLLOUT}.top_p": "algorithm.top_p",
     f"{ROLLOUT}.top_k": "algorithm.top_k",
@@ -248,6 +249,7 @@ def algorithm_overrides(config: TrainingConfig) -> list[str]:
         "data.shuffle": False,  # retrain writes the prompts in the seeded step order (retrain.data.step_order)
         "data.seed": training.seed,
         f"{ACTOR}.data_loader_seed": training.seed,
+        f"{ACTOR}.fsdp_config.seed": training.seed,
         "trainer.total_training_steps": algorithm.max_steps,
         "trainer.save_freq": training.save_every,
         "trainer.test_freq": -1,
