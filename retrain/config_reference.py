@@ -21,6 +21,7 @@ from pydantic_core import PydanticUndefined
 
 from retrain.core.backend import Capabilities
 from retrain.core.config import ALIASES, TrainingConfig
+from retrain.core.config.messages import model_in
 from retrain.core.generated_docs import write_or_check
 from retrain.core.registry import BUILTIN_BACKENDS, load_backend
 
@@ -78,20 +79,10 @@ def _default(field: Any) -> str:
     return str(default)
 
 
-def _sub_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _sub_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def _sections(model: type[BaseModel], prefix: str = "") -> list[tuple[str, type[BaseModel]]]:
     found = [(prefix, model)]
     for name, field in model.model_fields.items():
-        sub = _sub_model(field.annotation)
+        sub = model_in(field.annotation)
         if sub is not None:
             is_list = typing.get_origin(field.annotation) is list or any(
                 typing.get_origin(a) is list for a in typing.get_args(field.annotation))

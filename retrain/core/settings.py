@@ -138,46 +138,42 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _marked(rows: Sequence[SettingsRow], declared: str, different: str) -> tuple[list[str], list[str]]:
+    """Each row's mark (`declared` with the reason's number, `different`, or "") and the numbered reasons."""
+    marks: list[str] = []
+    reasons: list[str] = []
+    for row in rows:
+        if row.differs and row.reason:
+            reasons.append(f"({len(reasons) + 1}) {row.key}: {row.reason}")
+            marks.append(f"{declared} ({len(reasons)})")
+        else:
+            marks.append(different if row.differs else "")
+    return marks, reasons
+
+
+def _cells(row: SettingsRow, backends: list[str]) -> list[str]:
+    return [_cell(row.values[b]) if b in row.values else "(none)" for b in backends]
+
+
 def render_markdown(rows: list[SettingsRow], backends: list[str]) -> str:
     """The table as Markdown: one column per backend, a mark on every difference, reasons below it."""
+    marks, reasons = _marked(rows, "≠ declared", "**≠ DIFFERENT**")
     lines = ["| setting | " + " | ".join(backends) + " | |", "|---|" + "---|" * len(backends) + "---|"]
-    reasons: list[tuple[str, str]] = []
-    for row in rows:
-        cells = [_cell(row.values[b]) if b in row.values else "(none)" for b in backends]
-        mark = ""
-        if row.differs:
-            if row.reason:
-                reasons.append((row.key, row.reason))
-                mark = f"≠ declared ({len(reasons)})"
-            else:
-                mark = "**≠ DIFFERENT**"
-        lines.append(f"| {row.key} | " + " | ".join(cells) + f" | {mark} |")
-    if reasons:
-        lines.append("")
-        lines += [f"({i}) {key}: {reason}" for i, (key, reason) in enumerate(reasons, start=1)]
-    return "\n".join(lines)
+    lines += [f"| {row.key} | " + " | ".join(_cells(row, backends)) + f" | {mark} |"
+              for row, mark in zip(rows, marks, strict=True)]
+    return "\n".join(lines + ([""] + reasons if reasons else []))
 
 
 def render_text(rows: list[SettingsRow], backends: list[str]) -> str:
     """The table for a terminal: aligned columns, `!=` on an undeclared difference, `~` on a declared one."""
+    marks, reasons = _marked(rows, "~", "!= DIFFERENT")
     header = ["setting", *backends, ""]
-    table = [header]
-    reasons: list[tuple[str, str]] = []
-    for row in rows:
-        mark = ""
-        if row.differs:
-            if row.reason:
-                reasons.append((row.key, row.reason))
-                mark = f"~ ({len(reasons)})"
-            else:
-                mark = "!= DIFFERENT"
-        table.append([row.key, *(_cell(row.values[b]) if b in row.values else "(none)" for b in backends), mark])
+    table = [header] + [[row.key, *_cells(row, backends), mark] for row, mark in zip(rows, marks, strict=True)]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * width for width in widths).rstrip())
     if reasons:
-        lines.append("")
-        lines += [f"({i}) {key}: {reason}" for i, (key, reason) in enumerate(reasons, start=1)]
+        lines += ["", *reasons]
     count = len(undeclared(rows))
     lines.append("")
     lines.append("no undeclared difference" if count == 0 else

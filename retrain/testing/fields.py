@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from retrain.core.config import TrainingConfig
+from retrain.core.config.messages import model_in
 from retrain.core.errors import ConfigError
 
 Verdict = Literal["honoured", "rejected", "noted", "ignored"]
@@ -119,13 +120,7 @@ def leaf_fields(model: type[BaseModel] = TrainingConfig, prefix: str = "") -> li
 def _section_model(annotation: Any) -> type[BaseModel] | None:
     if typing.get_origin(annotation) in (list, dict):
         return None  # lists of specs (verifiers, rewards) are retrain-side, listed whole
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _section_model(arg)
-        if found is not None:
-            return found
-    return None
+    return model_in(annotation)
 
 
 def retrain_side_reason(field: str) -> str | None:

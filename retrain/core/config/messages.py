@@ -39,18 +39,19 @@ def _model_at(loc: tuple[str | int, ...], root: type[BaseModel]) -> type[BaseMod
         field = model.model_fields.get(part)
         if field is None:
             return None
-        inner = _unwrap_model(field.annotation)
+        inner = model_in(field.annotation)
         if inner is None:
             return None
         model = inner
     return model
 
 
-def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
+def model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field's annotation holds (`X`, `X | None`, `list[X]`), if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()) or ():
-        found = _unwrap_model(arg)
+        found = model_in(arg)
         if found is not None:
             return found
     return None
