@@ -50,8 +50,9 @@ class ChatTokens(Protocol):
 class HFChatTokens:
     """ChatTokens from a Hugging Face tokenizer and its chat template."""
 
-    def __init__(self, tokenizer: Any):
+    def __init__(self, tokenizer: Any, chat_template_kwargs: dict[str, Any] | None = None):
         self.tokenizer = tokenizer
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})  # data.chat_template_kwargs
         self.eos_token_ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
         template = tokenizer.chat_template or ""
         self.template_takes_tools = "tools" in template
@@ -64,12 +65,14 @@ class HFChatTokens:
         self._probe = rendered
 
     def _render(self, messages: list[Message], **kwargs: Any) -> str:
-        return self.tokenizer.apply_chat_template([m.to_dict() for m in messages], tokenize=False, **kwargs)
+        return self.tokenizer.apply_chat_template([m.to_dict() for m in messages], tokenize=False,
+                                                  **self.chat_template_kwargs, **kwargs)
 
     def encode_prompt(self, messages: list[Message], tools: list[dict[str, Any]]) -> list[int]:
         if tools and self.template_takes_tools:
             text = self.tokenizer.apply_chat_template(
-                [m.to_dict() for m in messages], tools=tools, tokenize=False, add_generation_prompt=True
+                [m.to_dict() for m in messages], tools=tools, tokenize=False, add_generation_prompt=True,
+                **self.chat_template_kwargs,
             )
         else:
             if tools:  # offer the tools in the system message, Hermes-style

@@ -132,3 +132,17 @@ def test_a_two_hook_environment_from_config_runs_token_exactly(tokens):
     assert [t for t, m in zip(rollout.completion_token_ids, rollout.trainable_mask, strict=True) if m] == sum(
         policy.turns, [])
     assert rollout.episode.turns == 3 and not rollout.episode.truncated
+
+
+def test_the_chat_template_arguments_reach_the_episode_prompts():
+    """data.chat_template_kwargs (e.g. enable_thinking) shape episode prompts as they shape single-turn ones."""
+    from transformers import AutoTokenizer
+
+    from retrain.core.rollout import Message
+    from retrain.environments.episode import HFChatTokens
+    from retrain.models import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("retrain:tiny"))
+    tokenizer.chat_template = "{% for m in messages %}{{ greeting }}{{ m['content'] }}\n{% endfor %}"
+    tokens = HFChatTokens(tokenizer, {"greeting": "Hello: "})
+    assert tokenizer.decode(tokens.encode_prompt([Message("user", "two plus two")], [])) == "Hello: two plus two\n"

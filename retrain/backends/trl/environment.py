@@ -107,7 +107,7 @@ class EpisodeRollouts:
                  generate_batch: Callable[[Any], GenerateBatch] = transformers_generate_batch):
         self.rows = rows
         self.factory = EnvironmentFactory(config.environment)
-        self.tokens = HFChatTokens(tokenizer)
+        self.tokens = HFChatTokens(tokenizer, config.data.chat_template_kwargs)
         self.limits = EpisodeLimits(config.algorithm.max_completion_tokens, self.factory.max_turns)
         self.make_generate_batch = generate_batch
         self.last_rollouts: list[Rollout] = []

@@ -51,11 +51,13 @@ class RetrainAgentLoop(AgentLoopBase):
         kwargs.pop("name", None)
         super().__init__(*args, **kwargs)
         self.config_path = config_path
-        self.tokens = HFChatTokens(self.tokenizer)
+        self.tokens: HFChatTokens | None = None  # built with the config's chat template arguments on first run
         self.response_length: int = self.rollout_config.response_length
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
-        _, factory = await _factory(self.config_path)
+        config, factory = await _factory(self.config_path)
+        if self.tokens is None:
+            self.tokens = HFChatTokens(self.tokenizer, config.data.chat_template_kwargs)
         row = {**columns_from_extra_info(kwargs.get("extra_info") or {}), "prompt": list(kwargs["raw_prompt"])}
         request_id = uuid4().hex
         extra_fields: dict[str, Any] = {}

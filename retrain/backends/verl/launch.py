@@ -28,7 +28,7 @@ from retrain.backends.verl.translate import algorithm_overrides, backend_option_
 from retrain.core.backend import TrainResult
 from retrain.core.batch import batch_plan
 from retrain.core.config import TrainingConfig
-from retrain.core.errors import BackendError, RewardError, TrainingFailed
+from retrain.core.errors import BackendError, ModelError, RewardError, TrainingFailed
 from retrain.core.metrics import episode_metrics
 from retrain.core.progress import ProgressReporter
 from retrain.core.rollout import EpisodeStats, RewardBreakdown
@@ -300,7 +300,10 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     model_path = resolve_model(config.model.name, config.model.revision)
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    except OSError as exc:
+        raise ModelError(f"cannot load the tokenizer of model '{config.model.name}': {exc}") from None
     rows, longest = training_rows(config, tokenizer, progress)
     write_parquet(rows, run_dir.path / "verl" / "train.parquet")
     prompt_length = longest
@@ -429,7 +432,7 @@ def episode_prompt_length(config: TrainingConfig, rows: list[dict[str, Any]], mo
             await factory.close()
 
     offered = asyncio.run(schemas())
-    tokens = HFChatTokens(AutoTokenizer.from_pretrained(model_path))
+    tokens = HFChatTokens(AutoTokenizer.from_pretrained(model_path), config.data.chat_template_kwargs)
     longest = max(len(tokens.encode_prompt(opening_messages(row), offered)) for row in rows)
     return -(-longest // 64) * 64
 
