@@ -57,6 +57,7 @@ SETTINGS: list[tuple[str, str]] = [
     ("loss.aggregation", "how token losses are averaged"),
     ("loss.ratio", "the policy loss and its importance ratio"),
     ("loss.dr_grpo_divisor", "Dr. GRPO's constant divisor"),
+    ("loss.token_mean_over", "dapo: the tokens an update's loss is divided by"),
     ("loss.masks_truncated", "truncated completions left out of the loss"),
     ("entropy.coef", "entropy bonus coefficient"),
     ("advantage.estimator", "advantage estimator"),
@@ -81,6 +82,9 @@ DECLARED: dict[str, str] = {
     "clip.dual": "verl bounds a negative-advantage token's loss at clip_ratio_c x advantage (dual clip, 3); TRL "
                  "has no dual clip (they agree while ratios stay under 3)",
     "advantage.std_epsilon": "TRL divides by std + 1e-4, verl by std + 1e-6 (the libraries' constants)",
+    "loss.token_mean_over": "with several mini-batches, TRL's dapo loss divides each update by the generated "
+                            "batch's tokens / mini_batches (an average), verl's by that mini-batch's own tokens "
+                            "(the same when every mini-batch has as many tokens)",
 }
 
 

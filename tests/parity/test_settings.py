@@ -59,6 +59,7 @@ def test_several_updates_per_step_are_the_same_on_both_and_the_schedule_differen
     assert rows["schedule.warmup_steps"].values == {"trl": 2, "verl": 2}
     assert rows["optimizer.weight_decay"].values == {"trl": 0.1, "verl": 0.1}
     assert rows["schedule.moves_within_a_step"].reason and rows["batch.mini_batch_order"].reason
+    assert rows["loss.token_mean_over"].reason  # dapo with several mini-batches (tests/parity/test_step.py)
 
 
 def test_translate_backends_prints_the_table_and_exits_1_on_an_undeclared_difference(tmp_path):

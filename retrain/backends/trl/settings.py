@@ -94,6 +94,9 @@ def effective_settings(config: TrainingConfig, cuda: bool = False, bf16_supporte
         "model.lora": None if lora is None else [lora["r"], lora["lora_alpha"], lora["lora_dropout"],
                                                  lora["target_modules"]],
     }
+    if args.loss_type == "dapo":  # GRPOTrainer._compute_loss: num_items_in_batch x accumulation / steps_per_generation
+        settings["loss.token_mean_over"] = ("the batch's tokens" if updates_per_pass == 1
+                                            else "the generated batch's tokens / mini-batches")
     if args.loss_type == "dr_grpo":
         settings["loss.dr_grpo_divisor"] = args.max_completion_length
     return settings

@@ -107,6 +107,8 @@ def settings_of(composed: dict[str, Any]) -> dict[str, Any]:
         "model.lora": [model["lora_rank"], model["lora_alpha"], 0.0, model["target_modules"]]
         if model.get("lora_rank") else None,
     }
+    if aggregation == "dapo":  # agg_loss token-mean over the mini-batch's tokens (batch_num_tokens)
+        settings["loss.token_mean_over"] = "the batch's tokens" if mini_batches == 1 else "the mini-batch's tokens"
     if aggregation == "dr_grpo":
         settings["loss.dr_grpo_divisor"] = actor["loss_scale_factor"]
     return settings
