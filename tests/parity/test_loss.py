@@ -1,10 +1,12 @@
 """Policy loss: the same log-probs, old log-probs, advantages (and reference log-probs) give the same loss.
 
 TRL side: TRL's own `GRPOTrainer._compute_loss` on the trainer retrain builds. verl side: verl's own
-pieces, composed exactly as `verl/workers/utils/losses.py::ppo_loss` composes them, for one
-data-parallel rank whose mini-batch is the whole batch (retrain makes one update per batch):
-`get_policy_loss_fn(policy_loss.loss_mode)`, the entropy term, and `kl_penalty` aggregated with
-`agg_loss` times `kl_loss_coef`, every setting read from the ActorConfig retrain composes.
+loss function, `verl/workers/utils/losses.py::ppo_loss` (what the actor worker's engine calls on every
+micro-batch), with the ActorConfig retrain composes, on one data-parallel rank whose mini-batch is the whole
+batch (retrain makes one update per batch). Its inputs are laid out as the FSDP engine hands them over: the
+model's log-probs (and entropies) flat over every prompt and response token, the batch's fields as jagged
+nested tensors (no padding), and the global batch info the engine and the trainer add (dp_size,
+batch_num_tokens = the mini-batch's valid tokens, global_batch_size = the mini-batch's completions).
 
 Documented differences, each shown by its own test below:
 - verl's dual clip (`clip_ratio_c`, 3.0) bounds the loss of a negative-advantage token whose ratio
@@ -110,30 +112,52 @@ def trl_loss(trainer, logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: t
     return loss.item(), per_token_logps.grad
 
 
+PROMPT_TOKENS = 3  # each row's prompt, before its response (ppo_loss slices the response's log-probs out)
+
+
+def nested(rows: list[torch.Tensor]) -> torch.Tensor:
+    return torch.nested.as_nested_tensor(rows, layout=torch.jagged)
+
+
 def verl_loss(actor, mini_batch: int, logps: torch.Tensor, old_logps: torch.Tensor,
               ref_logps: torch.Tensor | None = None):
-    """verl's loss and gradient, composed as `ppo_loss` composes it."""
-    from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, kl_penalty
+    """verl's loss and gradient: `ppo_loss` itself, on the batch as verl's FSDP engine gives it to it."""
+    from tensordict import TensorDict
+    from verl.utils import tensordict_utils as tu
+    from verl.workers.utils.losses import ppo_loss
 
     log_prob = logps.clone().requires_grad_(True)
-    mask = MASK.bool()
-    # ppo_loss's global batch info for one data-parallel rank holding the whole mini-batch
-    # (the FSDP engine sums the mini-batch's valid tokens; the trainer gives the mini-batch size).
-    actor.global_batch_info.update(dp_size=1, batch_num_tokens=int(MASK.sum()), global_batch_size=mini_batch,
-                                   loss_scale_factor=actor.loss_scale_factor)
-    advantages = torch.tensor(ADVANTAGES).unsqueeze(1) * MASK  # verl's GRPO advantage on every valid token
-    loss, _ = get_policy_loss_fn(actor.policy_loss.loss_mode)(
-        old_log_prob=old_logps, log_prob=log_prob, advantages=advantages, response_mask=mask,
-        loss_agg_mode=actor.loss_agg_mode, config=actor, rollout_is_weights=None,
-    )
+    lengths = LENGTHS
+
+    def flat(values: torch.Tensor) -> torch.Tensor:
+        """One value per prompt and response token, as the model's output: ppo_loss takes a response's
+        values one token early (the log-prob of token t comes from the logits at t - 1)."""
+        pieces = []
+        for row, length in enumerate(lengths):
+            pieces += [torch.zeros(PROMPT_TOKENS - 1), values[row, :length], torch.zeros(1)]
+        return torch.cat(pieces)
+
+    def rows(values: torch.Tensor) -> torch.Tensor:
+        return nested([values[row, :length] for row, length in enumerate(lengths)])
+
+    fields = {
+        "prompts": nested([torch.ones(PROMPT_TOKENS, dtype=torch.long) for _ in lengths]),
+        "responses": nested([torch.ones(length, dtype=torch.long) for length in lengths]),
+        "response_mask": nested([torch.ones(length, dtype=torch.long) for length in lengths]),
+        "old_log_probs": rows(old_logps),
+        # verl's GRPO advantage: the completion's advantage on each of its tokens
+        "advantages": rows(torch.tensor(ADVANTAGES).unsqueeze(1).expand(BATCH, WIDTH)),
+    }
+    if ref_logps is not None:
+        fields["ref_log_prob"] = rows(ref_logps)
+    data = TensorDict(fields, batch_size=[BATCH])
+    # What the engine (batch_num_tokens: the mini-batch's valid tokens, dp_size) and the trainer
+    # (global_batch_size: ppo_mini_batch_size x rollout.n completions) add for the loss's normalisation.
+    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=int(MASK.sum()), global_batch_size=mini_batch)
+    model_output = {"log_probs": flat(log_prob)}
     if actor.calculate_entropy or actor.entropy_coeff != 0:  # the trainer asks for entropy only then
-        entropy = agg_loss(loss_mat=ENTROPIES, loss_mask=mask, loss_agg_mode=actor.loss_agg_mode,
-                           **actor.global_batch_info)
-        loss = loss - actor.entropy_coeff * entropy
-    if actor.use_kl_loss:
-        kld = kl_penalty(logprob=log_prob, ref_logprob=ref_logps, kl_penalty=actor.kl_loss_type)
-        loss = loss + agg_loss(loss_mat=kld, loss_mask=mask, loss_agg_mode=actor.loss_agg_mode,
-                               **actor.global_batch_info) * actor.kl_loss_coef
+        model_output["entropy"] = flat(ENTROPIES)
+    loss, _ = ppo_loss(actor, model_output, data)
     loss.backward()
     return loss.item(), log_prob.grad
 
