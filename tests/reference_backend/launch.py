@@ -97,7 +97,7 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
             with torch.no_grad():
                 sequences = model.generate(
                     **prompts, do_sample=True, temperature=algorithm.temperature, top_p=algorithm.top_p,
-                    top_k=algorithm.top_k or None,
+                    top_k=algorithm.top_k,  # 0: off (None would mean the model default, 50)
                     max_new_tokens=algorithm.max_completion_tokens, pad_token_id=tokenizer.pad_token_id,
                 )
             width = prompts["input_ids"].shape[1]

@@ -142,7 +142,9 @@ class HFServer:
         gen_kw = dict(max_new_tokens=max(b for _, b, *_ in batch), eos_token_id=self.eos, pad_token_id=self.pad,
                       return_dict_in_generate=True, output_scores=want_logprobs)
         if temperature > 0:
-            gen_kw.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=max(0, top_k) or None)
+            # top_k 0 turns top-k off, as TRL's GenerationConfig(top_k=0) does; None would fall back to the model's
+            # generation_config (50 by default) and sample differently from TRL (found by the regression's runs).
+            gen_kw.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=max(0, top_k))
         else:
             gen_kw.update(do_sample=False)
         with torch.no_grad():
