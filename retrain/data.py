@@ -104,7 +104,7 @@ def load_rows(data: DataConfig) -> list[dict[str, Any]]:
             field = "source" if isinstance(data.source, str) else f"source[{i}]"
             found = _read_source(data, source, field)
             if not found:
-                raise _issue(field, f"'{source}' has no rows")
+                raise _issue(field, f"the data source has no rows ('{source}')")
             raw += [(source, row) for row in found]
     rows = []
     for index, (source, row) in enumerate(raw):

@@ -8,6 +8,7 @@ laptops; GPU runs use verl's own vLLM rollout.
 """
 import asyncio
 import os
+import sys
 import types
 from contextlib import contextmanager
 
@@ -221,4 +222,14 @@ os.environ.setdefault("VERL_ENGINE_DEVICE", "cuda")   # pick the FSDP engine reg
 # trl 1.16 has neither trl.AutoModelForCausalLMWithValueHead nor trl.experimental.ppo -> verl's
 # apply_monkey_patch crashes; pretend trl is absent (only needed for value-head critics).
 
-_iu.is_trl_available = lambda: False  # type: ignore[assignment]
+def _no_trl():
+    return False
+
+
+_iu.is_trl_available = _no_trl  # type: ignore[assignment]
+# Modules that imported the function by name before this plugin loaded (in one process that used verl
+# already, e.g. a test session) keep their own reference: point those at it too.
+for _name in ("verl.models.transformers.monkey_patch", "verl.utils.model"):
+    _module = sys.modules.get(_name)
+    if _module is not None and hasattr(_module, "is_trl_available"):
+        _module.is_trl_available = _no_trl
