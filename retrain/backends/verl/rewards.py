@@ -96,7 +96,7 @@ async def compute_score(
     rollout = Rollout(
         prompt_messages=messages_from_extra_info(extra_info),
         completion_messages=completion_messages,
-        completion_token_ids=token_ids if episode is None else [],
+        completion_token_ids=token_ids,  # the episode's tokens with an environment, as TRL's completion_ids
         trainable_mask=[1] * len(token_ids) if episode is None else [],
         metadata=columns_from_extra_info(extra_info),
         rollout_id=f"row{extra_info.get('index', '?')}",
