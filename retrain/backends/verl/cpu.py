@@ -232,4 +232,4 @@ _iu.is_trl_available = _no_trl  # type: ignore[assignment]
 for _name in ("verl.models.transformers.monkey_patch", "verl.utils.model"):
     _module = sys.modules.get(_name)
     if _module is not None and hasattr(_module, "is_trl_available"):
-        _module.is_trl_available = _no_trl
+        setattr(_module, "is_trl_available", _no_trl)  # noqa: B010
