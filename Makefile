@@ -41,7 +41,7 @@ test: setup-dev
 	$(BIN)/python -m pytest
 
 test-all: test
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m slow --durations=25
 	$(MAKE) test-unsloth
 
 $(UNSLOTH_VENV)/bin/python:

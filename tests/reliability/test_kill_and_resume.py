@@ -29,10 +29,10 @@ from tests.tiny_runs import QUIET, tiny_config
 STEPS = 4
 
 
-def start_run(config_path: Path, output_dir: Path) -> subprocess.Popen:
+def start_run(config_path: Path, output_dir: Path, *options: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "retrain.cli", "run", str(config_path), "--max-steps", str(STEPS),
-         "--output-dir", str(output_dir)],
+         "--output-dir", str(output_dir), *options],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
 
@@ -69,7 +69,7 @@ def _process(pid: int) -> psutil.Process | None:
         return None
 
 
-def check_continuity(run_dir: Path, killed_at_least: int) -> list[dict]:
+def check_continuity(run_dir: Path, killed_at_least: int, resumes: int = 1) -> list[dict]:
     records = read_jsonl(run_dir / "metrics.jsonl")
     assert [r["step"] for r in records] == list(range(1, STEPS + 1)), "steps lost or repeated across the kill"
     latest = RunDir(run_dir).latest_checkpoint()
@@ -77,7 +77,7 @@ def check_continuity(run_dir: Path, killed_at_least: int) -> list[dict]:
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == STEPS
     starts = read_jsonl(run_dir / "provenance.jsonl")
-    assert [s["resumed"] for s in starts] == [False, True]
+    assert [s["resumed"] for s in starts] == [False] + [True] * resumes
     assert killed_at_least >= 1
     return records
 
@@ -109,19 +109,10 @@ def test_trl_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, write_co
 
 
 @pytest.mark.slow  # verl's trainer on a local Ray, three times (~6 minutes)
-def test_verl_sigkill_then_resume_continues_the_steps(tmp_path, write_config):
-    config = tiny_config(tmp_path, backend="verl")
-    config["training"]["samples_per_step"] = 0
-    path = write_config(json.dumps(config))
-    output_dir = tmp_path / "killed"
-    run_dir = kill_when_checkpointed(start_run(path, output_dir), output_dir, step=2, timeout=600)
-    killed_at = RunDir.checkpoint_step(RunDir(run_dir).latest_checkpoint())  # type: ignore[arg-type]
-    resumed = run_sync(str(path), resume=run_dir, max_steps=STEPS, console=QUIET)
-    check_continuity(Path(resumed["run_dir"]), killed_at)
-
-
-@pytest.mark.slow  # verl's trainer on a local Ray, twice (~4 minutes)
-def test_verl_ctrl_c_stops_ray_keeps_the_checkpoints_and_resumes(tmp_path, write_config):
+def test_verl_ctrl_c_then_sigkill_then_resume_continues_the_steps(tmp_path, write_config):
+    """Both ways a verl run ends early, one after the other, on one run directory: Ctrl-C stops the run and
+    every process it started (Ray's), says how to resume and keeps the checkpoints; the resumed run is then
+    SIGKILLed with its processes, and a second resume finishes. No step is lost or repeated."""
     config = tiny_config(tmp_path, backend="verl")
     config["training"]["samples_per_step"] = 0
     path = write_config(json.dumps(config))
@@ -130,7 +121,7 @@ def test_verl_ctrl_c_stops_ray_keeps_the_checkpoints_and_resumes(tmp_path, write
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
         run_dirs = list(output_dir.iterdir()) if output_dir.is_dir() else []
-        if run_dirs and (latest := RunDir(run_dirs[0]).latest_checkpoint()) and RunDir.checkpoint_step(latest) >= 2:
+        if run_dirs and (latest := RunDir(run_dirs[0]).latest_checkpoint()) and RunDir.checkpoint_step(latest) >= 1:
             break
         time.sleep(0.2)
     assert process.poll() is None, process.stderr.read()[-3000:]
@@ -145,6 +136,12 @@ def test_verl_ctrl_c_stops_ray_keeps_the_checkpoints_and_resumes(tmp_path, write
     assert not alive, f"left running after Ctrl-C: {[p.pid for p in alive]}"
     (run_dir,) = output_dir.iterdir()
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    interrupted_at = RunDir.checkpoint_step(RunDir(run_dir).latest_checkpoint())  # type: ignore[arg-type]
+    assert interrupted_at < STEPS
+
+    resuming = start_run(path, output_dir, "--resume", str(run_dir))
+    kill_when_checkpointed(resuming, output_dir, step=interrupted_at + 1, timeout=600)
     killed_at = RunDir.checkpoint_step(RunDir(run_dir).latest_checkpoint())  # type: ignore[arg-type]
+    assert interrupted_at < killed_at
     resumed = run_sync(str(path), resume=run_dir, max_steps=STEPS, console=QUIET)
-    check_continuity(Path(resumed["run_dir"]), killed_at)
+    check_continuity(Path(resumed["run_dir"]), killed_at, resumes=2)

@@ -80,7 +80,8 @@ def test_trl_fails_fast_naming_the_reward(tmp_path):
     check_failed(tmp_path, "trl")
 
 
-@pytest.mark.slow  # verl's trainer on a local Ray, twice (~4 minutes)
-def test_verl_penalizes_and_fails_like_trl(tmp_path):
-    check_penalized(run_sync(fault_config(tmp_path / "a", "verl", "penalize", FAULTS), console=QUIET))
-    check_failed(tmp_path / "b", "verl")
+@pytest.mark.slow  # verl's trainer on a local Ray (~2 minutes)
+def test_verl_penalizes_like_trl(tmp_path):
+    # `on_error: fail` on verl (the run stops naming the reward, summary 'failed', no process left) is
+    # the conformance kit's failure test (tests/conformance/test_builtin_backends.py): not run twice.
+    check_penalized(run_sync(fault_config(tmp_path, "verl", "penalize", FAULTS), console=QUIET))
