@@ -1,4 +1,4 @@
-"""`retrain run | validate | translate | compare | report`: the command line."""
+"""`retrain run | validate | translate | compare | eval | report`: the command line."""
 
 from __future__ import annotations
 
@@ -68,11 +68,12 @@ def run(
 def validate(config: ConfigPath, backend: BackendOption = None, model: ModelOption = None) -> None:
     """Check a config without training, and its data file; exits non-zero with every problem found."""
     from retrain.core.run import load_config
-    from retrain.data import check_source
+    from retrain.data import check_evaluation_source, check_source
 
     try:
         resolved = load_config(config, backend=backend, model=model)
         check_source(resolved.data)
+        check_evaluation_source(resolved)
     except RetrainError as exc:
         _fail(exc, config)
     else:
@@ -141,6 +142,31 @@ def compare(
         if result.failed:
             console.print(f"[red]failed:[/] {', '.join(result.failed)}")
             raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_(
+    config: ConfigPath,
+    model: Annotated[list[str], typer.Option(
+        "--model", help="What to evaluate: a model name or folder, a run directory (its final model) or a "
+        "checkpoint folder; repeat to put several side by side.", show_default=False)],
+    n: Annotated[int | None, typer.Option("--n", min=1, help="Override evaluation.n (completions per prompt).")] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Where the eval-<name>-<time>/ folder goes.")
+    ] = None,
+) -> None:
+    """Evaluate models on the config's held-out set (its `evaluation` section): eval.md, eval.json, eval.jsonl
+    and every completion with its breakdown."""
+    from retrain.core.errors import RetrainError as _Error
+    from retrain.data import check_evaluation_source
+    from retrain.evaluation import load_eval_config, run_eval
+
+    try:
+        resolved = load_eval_config(config, n)
+        check_evaluation_source(resolved)
+        run_eval(resolved, list(model), output_dir, console=console)
+    except _Error as exc:
+        _fail(exc, config)
 
 
 @app.command()

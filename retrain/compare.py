@@ -22,7 +22,15 @@ from retrain.core.errors import ConfigError, ConfigIssue, RetrainError
 from retrain.core.run import ConfigLike, load_config, run_sync
 from retrain.core.run_dir import RunDir
 from retrain.core.settings import SettingsRow, compare_configs, undeclared
-from retrain.report import RunData, comparison_rows, load_run, run_statistics, write_report
+from retrain.report import (
+    RunData,
+    comparison_rows,
+    evaluation_columns,
+    evaluation_rows,
+    load_run,
+    run_statistics,
+    write_report,
+)
 
 
 @dataclass
@@ -96,9 +104,16 @@ def compare(
                       "report's effective settings, or `retrain translate CONFIG --backends ...`)", soft_wrap=True)
     runs: list[RunData] = []
     title = f"retrain compare: {name} on {', '.join(backends)}"
+    baseline = None
+    if first.evaluation is not None and first.evaluation.before:
+        # The base model, evaluated once: the same model, prompts and settings for every backend's run.
+        from retrain.evaluation import evaluate, write_result
+
+        baseline = evaluate(first, first.model.name, console=console if show_progress else None)
+        write_result(folder, baseline, step=0)
     try:
         for backend in backends:
-            runs.append(_train_one(configs[backend], folder, console, show_progress))
+            runs.append(_train_one(configs[backend], folder, console, show_progress, baseline))
     except BaseException:
         if runs:  # interrupted: what finished is still reported
             console.print(f"report of the finished runs: "
@@ -110,13 +125,14 @@ def compare(
     return Comparison(folder, report_path, runs)
 
 
-def _train_one(config: TrainingConfig, folder: Path, console: Console, show_progress: bool) -> RunData:
+def _train_one(config: TrainingConfig, folder: Path, console: Console, show_progress: bool,
+               baseline: Any = None) -> RunData:
     """One backend's run, in `folder/<backend>-<time>/`; a failure is recorded, not raised."""
     backend = config.backend
     config.training.output_dir = str(folder)
     config.training.run_name = backend
     try:
-        summary = run_sync(config, console=console, show_progress=show_progress)
+        summary = run_sync(config, console=console, show_progress=show_progress, evaluation_baseline=baseline)
     except RetrainError as exc:
         console.print(f"[red]{backend} failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         run_dir = _run_dir_of(folder, backend)
@@ -140,7 +156,16 @@ def _settings_of(runs: list[RunData]) -> list[SettingsRow] | None:
 
 
 def render_comparison(console: Console, runs: list[RunData], title: str = "retrain compare") -> None:
-    """The comparison table on the console: the same rows as report.md."""
+    """The comparison tables on the console: the same rows as report.md (the held-out evaluation first)."""
+    columns = evaluation_columns(runs)
+    if columns:
+        held_out = Table(title=f"{title}: held-out evaluation", title_justify="left")
+        held_out.add_column("metric", overflow="fold")
+        for name, _ in columns:
+            held_out.add_column(name, justify="right")
+        for name, cells in evaluation_rows(columns):
+            held_out.add_row(name, *cells)
+        console.print(held_out)
     table = Table(title=title, title_justify="left",
                   caption="a → b in the rows of verifiers, rewards and constraints: first step → last step",
                   caption_justify="left")

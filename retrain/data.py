@@ -94,6 +94,14 @@ def check_source(data: DataConfig) -> None:
         load_rows(data)
 
 
+def check_evaluation_source(config: TrainingConfig) -> None:
+    """The held-out set's local files, read now (as `check_source`)."""
+    if config.evaluation is not None and not any(s.startswith("hf:") for s in config.evaluation.sources):
+        from retrain.evaluation import eval_rows
+
+        eval_rows(config)
+
+
 def load_rows(data: DataConfig) -> list[dict[str, Any]]:
     """The training rows, each with `prompt` as a list of chat messages."""
     if data.prompts is not None:

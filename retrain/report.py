@@ -24,6 +24,7 @@ from retrain.core.metrics import SCORE_PREFIXES, read_jsonl
 from retrain.core.settings import SettingsRow, render_markdown, undeclared
 
 PLOTS = ("reward.png", "components.png", "completion_length.png", "step_time.png")
+EVAL_PLOT = "eval.png"  # when a run evaluated its held-out set at more than one step
 # Reward is averaged over the last steps as well as read at the last one: a single step is noisy.
 TAIL_STEPS = 5
 
@@ -44,6 +45,7 @@ class RunData:
     config: dict[str, Any] = field(default_factory=dict)
     native_config: str = ""
     error: str | None = None
+    evals: list[dict[str, Any]] = field(default_factory=list)  # eval.jsonl: held-out evaluations, by step
 
     @property
     def status(self) -> str:
@@ -79,7 +81,8 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
     native = (path / "native_config.txt").read_text(encoding="utf-8") if (path / "native_config.txt").exists() else ""
     backend = str(summary.get("backend") or config.get("backend") or "unknown")
     records = sorted(read_jsonl(path / "metrics.jsonl"), key=lambda r: r.get("step", 0))
-    return RunData(label or backend, path, backend, records, summary, config, native)
+    evals = sorted(read_jsonl(path / "eval.jsonl"), key=lambda r: r.get("step") or 0)
+    return RunData(label or backend, path, backend, records, summary, config, native, evals=evals)
 
 
 def _unique_labels(runs: Sequence[RunData]) -> None:
@@ -138,6 +141,44 @@ def run_statistics(run: RunData) -> dict[str, Any]:
     return stats
 
 
+# -- the held-out evaluation --------------------------------------------------------------------------
+
+
+def evaluation_columns(runs: Sequence[RunData]) -> list[tuple[str, dict[str, Any]]]:
+    """(column title, eval record): the baseline (step 0, the base model; the same for every run of one
+    config), then each run's last evaluation. Empty when no run evaluated."""
+    columns: list[tuple[str, dict[str, Any]]] = []
+    baseline = next((r for run in runs for r in run.evals if r.get("step") == 0), None)
+    if baseline is not None:
+        columns.append(("baseline (step 0)", baseline))
+    for run in runs:
+        later = [r for r in run.evals if r.get("step") != 0]
+        if later:
+            columns.append((f"{run.label} (step {later[-1].get('step')})", later[-1]))
+    return columns
+
+
+def evaluation_rows(columns: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[str, list[str]]]:
+    from retrain.evaluation import metric_names
+
+    names = metric_names([record for _, record in columns])
+    return [(name.removeprefix("eval/"), [_fmt(record.get(name)) for _, record in columns]) for name in names]
+
+
+def _evaluation_markdown(runs: Sequence[RunData]) -> list[str]:
+    columns = evaluation_columns(runs)
+    if not columns:
+        return []
+    first = columns[0][1]
+    lines = ["## Held-out evaluation", "", "| metric | " + " | ".join(title for title, _ in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in evaluation_rows(columns)]
+    lines += ["", f"retrain's evaluator, the same for every backend: {first.get('prompts')} held-out prompts x "
+              f"{first.get('n')} completions; {first.get('correct')}; pass@k by the unbiased estimator. Weights as "
+              "stored: " + ", ".join(f"{title} {record.get('weights_dtype')}" for title, record in columns) + ".", ""]
+    return lines
+
+
 # -- the report ---------------------------------------------------------------------------------
 
 
@@ -183,6 +224,9 @@ def _markdown(runs: Sequence[RunData], stats: Sequence[dict[str, Any]], plots: S
     lines = [f"# {title}", "", f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by `retrain`.", ""]
     models = sorted({str(run.summary.get("model") or run.config.get("model", {}).get("name", "?")) for run in runs})
     lines += [f"Model: {', '.join(f'`{m}`' for m in models)}.", ""]
+    evaluation = _evaluation_markdown(runs)
+    if evaluation:  # the question a comparison answers first: which model is better on held-out prompts
+        lines += [*evaluation, "## Training", ""]
     lines += ["| metric | " + " | ".join(run.label for run in runs) + " |",
               "|---|" + "---:|" * len(runs)]
     lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in comparison_rows(runs, stats)]
@@ -272,6 +316,21 @@ def write_plots(runs: Sequence[RunData], output_dir: Path) -> list[str]:
         written.append("components.png")
         plt.close(fig)
     single("completion_length.png", "completion_length/mean", "tokens (mean)", "Completion length")
+    if any(len(run.evals) > 1 for run in runs):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for run in runs:
+            points = [(r["step"], r["eval/reward/mean"]) for r in run.evals
+                      if isinstance(r.get("step"), int) and isinstance(r.get("eval/reward/mean"), int | float)]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker="o", markersize=4, label=run.label)
+        ax.set(xlabel="step (0: before training)", ylabel="held-out reward (mean)", title="Held-out evaluation")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(output_dir / EVAL_PLOT, dpi=110)
+        written.append(EVAL_PLOT)
+        plt.close(fig)
     single("step_time.png", "step_seconds", "seconds", "Step time")
     return written
 
@@ -296,6 +355,7 @@ def write_report(runs: Sequence[RunData], output_dir: str | Path, title: str = "
             for run, s in zip(runs, stats, strict=True)
         ],
         "plots": plots,
+        "evaluation": [{"column": title, **record} for title, record in evaluation_columns(runs)],
         "effective_settings": [
             {"key": row.key, "values": row.values, "differs": row.differs, "declared": row.reason}
             for row in settings or []

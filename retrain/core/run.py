@@ -123,13 +123,17 @@ def run_sync(
     resume: str | Path | None = None,
     console: Console | None = None,
     show_progress: bool = True,
+    evaluation_baseline: Any = None,
 ) -> dict[str, Any]:
-    """Train and return the run summary (also written to `<run dir>/summary.json`)."""
+    """Train and return the run summary (also written to `<run dir>/summary.json`). With an `evaluation`
+    section, the held-out set is evaluated before training and after it (`retrain.evaluation`);
+    `evaluation_baseline`: the base model's evaluation when already made (`retrain compare`)."""
     console = console or Console(stderr=True)
-    from retrain.data import check_source  # reads only the standard library's formats (and parquet)
+    from retrain.data import check_evaluation_source, check_source  # the standard library's formats (and parquet)
 
     resolved = load_config(config, backend=backend, model=model, max_steps=max_steps, output_dir=output_dir)
     check_source(resolved.data)  # a missing data file or column: an error now, before a run directory exists
+    check_evaluation_source(resolved)
     resume = resume or resolved.training.resume
     engine = load_backend(resolved.backend)
     native = engine.translate(resolved)
@@ -153,6 +157,11 @@ def run_sync(
     progress = ProgressReporter(
         console, enabled=show_progress, max_completion_tokens=resolved.algorithm.max_completion_tokens
     )
+    if resolved.evaluation is not None:
+        # The evaluator loads models (above core, like the backends): imported only for a config that evaluates.
+        from retrain.evaluation import evaluate_before
+
+        evaluate_before(resolved, run_dir.path, console if show_progress else None, evaluation_baseline)
     started = time.monotonic()
     status = "failed"
     result = None
@@ -189,6 +198,12 @@ def run_sync(
         render_summary(console, summary)
         if status != "completed" and run_dir.latest_checkpoint() is not None:
             console.print(f"resume with: retrain run CONFIG --resume {run_dir.path}")
+    if status == "completed" and resolved.evaluation is not None:
+        # After the summary is written: an evaluation that fails never loses the trained run.
+        from retrain.evaluation import evaluate_after
+
+        summary["evaluation"] = evaluate_after(resolved, run_dir.path, console if show_progress else None)
+        run_dir.write_summary(summary)
     return summary
 
 

@@ -17,6 +17,7 @@ from retrain.core.config._base import _FieldValueError, _Strict
 from retrain.core.config.algorithm import AlgorithmConfig
 from retrain.core.config.data import DataConfig
 from retrain.core.config.environment import EnvironmentConfig, MCPServerSpec
+from retrain.core.config.evaluation import CorrectConfig, EvaluationConfig
 from retrain.core.config.messages import ALIASES, issues_from_validation, line_for, loc_of
 from retrain.core.config.model import LoraConfig, ModelConfig
 from retrain.core.config.optimizer import OptimizerConfig
@@ -29,7 +30,8 @@ from retrain.core.registry import check_backend_name, load_backend
 from retrain.core.yaml_source import KeyPath, load_yaml_with_lines, parse_yaml_text
 
 __all__ = [
-    "ALIASES", "AlgorithmConfig", "ConstraintSpec", "DataConfig", "EnvironmentConfig", "LoraConfig",
+    "ALIASES", "AlgorithmConfig", "ConstraintSpec", "CorrectConfig", "DataConfig", "EnvironmentConfig",
+    "EvaluationConfig", "LoraConfig",
     "MCPServerSpec", "ModelConfig", "OptimizerConfig", "ResourcesConfig", "RewardSpec", "RewardsConfig",
     "RolloutConfig", "ScoredSpec", "TrainingConfig", "TrainingConfigSection", "VerifierSpec", "locate",
 ]
@@ -58,6 +60,9 @@ class TrainingConfig(_Strict):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="The generation engine.")
     training: TrainingConfigSection = Field(default_factory=TrainingConfigSection, description="Outputs.")
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="Hardware.")
+    evaluation: EvaluationConfig | None = Field(
+        None, description="A held-out set, evaluated before and after training (unset: no evaluation)."
+    )
     backend_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Raw options per backend, passed through unchanged (shown by `retrain translate`).",
@@ -121,6 +126,33 @@ class TrainingConfig(_Strict):
                     loc, f"reward/verifier names must be unique, '{name}' repeats; give one of them a `name:`"
                 )
             seen.add(name)
+        return self
+
+    @model_validator(mode="after")
+    def _evaluation_fits(self) -> TrainingConfig:
+        evaluation = self.evaluation
+        if evaluation is None:
+            return self
+        if self.environment is not None:
+            raise _FieldValueError(("evaluation",), "evaluating environment episodes is not supported yet; remove "
+                                                    "`evaluation` (the environment's run still trains)")
+        if evaluation.every_steps is not None and evaluation.every_steps % self.training.save_every:
+            raise _FieldValueError(
+                ("evaluation", "every_steps"),
+                f"evaluation reads the checkpoints, saved every {self.training.save_every} steps "
+                f"(training.save_every); use a multiple of it",
+            )
+        verifiers = {v.display_name for v in self.verifiers}
+        if isinstance(evaluation.correct.verifiers, list):
+            for name in evaluation.correct.verifiers:
+                if name not in verifiers:
+                    raise _FieldValueError(("evaluation", "correct", "verifiers"),
+                                           f"no verifier named '{name}' (verifiers: {sorted(verifiers) or 'none'})")
+        scored = {spec.name for spec in self.rewards.scored_specs()}
+        for name in evaluation.correct.rewards or {}:
+            if name not in scored:
+                raise _FieldValueError(("evaluation", "correct", "rewards"),
+                                       f"no reward or constraint named '{name}' (names: {sorted(scored) or 'none'})")
         return self
 
     def gate_issues(self) -> list[ConfigIssue]:
