@@ -34,6 +34,7 @@ OPTIONAL_KEYS = (
     "tokens",
     "peak_memory_gb",
     "elapsed_seconds",
+    "reward/zero_spread_groups",
 )
 # One definition per key, the same on every backend; a backend that cannot give a key as defined leaves it
 # out rather than reporting something else under its name. (docs/backends.md lists the mappings.)
@@ -53,6 +54,9 @@ DEFINITIONS: dict[str, str] = {
     "learning_rate": "the learning rate the scheduler reports at the end of the step",
     "clip_ratio": "share of completion tokens whose ratio was clipped",
     "tokens": "prompt and completion tokens seen so far",
+    "reward/zero_spread_groups": "share of the step's groups whose completions all got the same total (std within "
+                                 "1e-8 of 0): their advantages are zero, nothing is learned from them (left out on "
+                                 "TRL with reward_scaling batch, where TRL measures the batch's spread instead)",
     "step_seconds": "wall time of one step (generation, scoring, updates), checkpoint saving left out",
     "tokens_per_second": "tokens processed in the step over step_seconds",
     "peak_memory_gb": "peak memory of the process that trains: GPU memory allocated by torch, or on a CPU the "

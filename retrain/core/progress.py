@@ -76,6 +76,12 @@ class ProgressReporter:
                 name = key.split("/")[1]
                 found.append((key, f"'{name}' failed on {value:g} completion(s) at step {step}; they were scored "
                                    "rewards.error_penalty (the reasons are in samples/)"))
+        flat = record.get("reward/zero_spread_groups")
+        if isinstance(flat, int | float) and flat >= 1.0:
+            found.append(("no_signal", f"no learning signal at step {step}: in every group all completions got the "
+                                       "same reward, so every advantage is 0 and the step learned nothing; give "
+                                       "partial credit (a format reward), easier prompts, or more samples per prompt "
+                                       "(algorithm.group_size, temperature)"))
         length = record.get("completion_length/mean")
         if isinstance(length, int | float) and not math.isnan(length):
             if length == 0:

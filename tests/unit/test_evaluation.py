@@ -91,3 +91,15 @@ def test_without_anything_to_judge_by_there_is_no_pass_at_k():
     cfg = config({"prompts": ["a"]}, rewards={"functions": [{"function": "length", "params": {"max_words": 9}}]})
     rule, text = correctness(cfg, Scorer.from_config(cfg))
     assert rule is None and "evaluation.correct" in text
+
+
+def test_verl_counts_the_groups_whose_completions_all_scored_the_same():
+    from retrain.backends.verl.launch import zero_spread_share
+
+    def rows(group: str, totals: list[float]) -> list[RewardBreakdown]:
+        return [RewardBreakdown(group, total) for total in totals]
+
+    flat_and_spread = rows("row0", [1.0, 1.0, 1.0]) + rows("row1", [0.0, 1.0, 1.0]) + rows("row2", [0.5] * 3)
+    assert zero_spread_share(flat_and_spread) == pytest.approx(2 / 3)
+    assert zero_spread_share(rows("row0", [0.0, 1e-9])) == 1.0  # within 1e-8, as TRL's torch.isclose(std, 0)
+    assert zero_spread_share([]) is None

@@ -54,8 +54,11 @@ class NeutralMetricsCallback(TrainerCallback):
     (TRL's checkpoint-N, in updates, is renamed for its step once it is whole)."""
 
     def __init__(self, run_dir: RunDir, progress: ProgressReporter, component_names: set[str],
-                 updates_per_step: int = 1):
+                 updates_per_step: int = 1, groups_scaled_by_batch: bool = False):
         self.run_dir = run_dir
+        # TRL's frac_reward_zero_std is the share of groups whose rewards all agree, except with rewards scaled
+        # by batch, where it tests the whole batch's spread: then the neutral key is left out.
+        self.zero_spread_groups = not groups_scaled_by_batch
         self.progress = progress
         self.component_names = component_names
         self.updates_per_step = updates_per_step
@@ -93,6 +96,8 @@ class NeutralMetricsCallback(TrainerCallback):
         for trl_name, neutral in TRL_TO_NEUTRAL.items():
             if trl_name in logs:
                 record[neutral] = logs[trl_name]
+        if self.zero_spread_groups and "frac_reward_zero_std" in logs:
+            record["reward/zero_spread_groups"] = logs["frac_reward_zero_std"]
         if self.updates_per_step > 1:
             # transformers logs the last update's grad norm, not the step's mean (retrain.core.metrics.DEFINITIONS)
             record.pop("grad_norm", None)

@@ -119,7 +119,8 @@ def build_trainer(  # type: ignore[no-untyped-def]
             train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer,
             callbacks=[NeutralMetricsCallback(run_dir, progress, component_names,
-                                              config.algorithm.updates_per_step)],
+                                              config.algorithm.updates_per_step,
+                                              groups_scaled_by_batch=config.algorithm.reward_scaling == "batch")],
             peft_config=peft_config,
             rollout_func=episodes,
         )

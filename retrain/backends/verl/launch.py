@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -267,6 +268,7 @@ class MetricsWatcher(threading.Thread):
         breakdowns = [RewardBreakdown.from_dict(s["breakdown"]) for s in samples]
         summary = self.scorer.summarize(breakdowns)
         record["reward/std"] = summary.get("reward/std")
+        record["reward/zero_spread_groups"] = zero_spread_share(breakdowns)
         record.update({k: v for k, v in summary.items() if not k.startswith("reward/")})
         record.update(episode_metrics([EpisodeStats(**s["episode"]) for s in samples if s.get("episode")]))
         masks = [s["trainable_mask"] for s in samples if "trainable_mask" in s]
@@ -286,6 +288,17 @@ class MetricsWatcher(threading.Thread):
             self.run_dir.write_samples(step, samples[: self.samples_per_step])
         self.progress.step(record)
         self.last_step = step
+
+
+def zero_spread_share(breakdowns: list[RewardBreakdown]) -> float | None:
+    """The share of the step's groups whose completions all got the same total (TRL's frac_reward_zero_std:
+    the group's reward std within 1e-8 of 0). A group is one prompt row: its rollouts share `row<index>`."""
+    groups: dict[str, list[float]] = {}
+    for breakdown in breakdowns:
+        groups.setdefault(breakdown.rollout_id, []).append(breakdown.total)
+    if not groups:
+        return None
+    return sum(statistics.pstdev(totals) <= 1e-8 for totals in groups.values()) / len(groups)
 
 
 def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -> TrainResult:

@@ -46,6 +46,24 @@ def test_metrics_have_one_neutral_record_per_step(finished_run):
                 "constraints/penalize_text_containing/mean", "entropy", "peak_memory_gb"} <= set(record)
         assert record["step_seconds"] > 0 and record["tokens_per_second"] > 0
         assert 0.0 <= record["verifiers/mentions_a_cat/pass_rate"] <= 1.0
+        assert 0.0 <= record["reward/zero_spread_groups"] <= 1.0
+
+
+def test_a_step_without_learning_signal_is_said_out_loud(tmp_path):
+    """Every completion scores the same (a length reward no completion misses): no group has any spread, so
+    nothing is learned. The record says so (the share of such groups is 1) and the run warns once."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    config = tiny_config(tmp_path, rewards={"functions": [{"function": "length", "params": {"max_words": 1000}}]})
+    config.pop("verifiers")
+    out = StringIO()
+    summary = run_sync(config, console=Console(file=out, width=200))
+    records = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert [r["reward/zero_spread_groups"] for r in records] == [1.0, 1.0]
+    assert out.getvalue().count("no learning signal at step 1") == 1
+    assert "no learning signal at step 2" not in out.getvalue()  # once: a person reads the first
 
 
 def test_resume_continues_from_the_latest_checkpoint(tmp_path):
