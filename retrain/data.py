@@ -104,6 +104,14 @@ def check_evaluation_source(config: TrainingConfig) -> None:
 
 def load_rows(data: DataConfig) -> list[dict[str, Any]]:
     """The training rows, each with `prompt` as a list of chat messages."""
+    if data.reasoning_gym is not None:
+        from retrain.task_sets import generate, tasks_of
+
+        spec = data.reasoning_gym
+        generated = generate(tasks_of(spec.tasks), spec.size, spec.seed, "data.reasoning_gym")
+        return [{**row, "prompt": _with_system_prompt([{"role": "user", "content": row["prompt"]}], data, index,
+                                                      "reasoning_gym")}
+                for index, row in enumerate(generated)]
     if data.prompts is not None:
         raw: list[tuple[str, dict[str, Any]]] = [("prompts", {data.prompt_column: p}) for p in data.prompts]
     else:
@@ -130,17 +138,23 @@ def load_rows(data: DataConfig) -> list[dict[str, Any]]:
             messages = list(prompt)
         else:
             raise _issue("prompt_column", f"row {index}: '{data.prompt_column}' must be text or chat messages")
-        if data.system_prompt:
-            if messages and messages[0].get("role") == "system":
-                raise _issue("system_prompt", f"row {index} ({source}) starts with its own system message; remove "
-                                              "data.system_prompt, or the rows' system messages")
-            messages = [{"role": "system", "content": data.system_prompt}, *messages]
+        messages = _with_system_prompt(messages, data, index, source)
         out = {k: v for k, v in row.items() if k not in (data.prompt_column,)}
         out["prompt"] = messages
         if data.answer_column is not None:
             out["answer"] = _column(row, data.answer_column)
         rows.append(out)
     return rows
+
+
+def _with_system_prompt(messages: list[dict[str, Any]], data: DataConfig, index: int, source: str
+                        ) -> list[dict[str, Any]]:
+    if not data.system_prompt:
+        return messages
+    if messages and messages[0].get("role") == "system":
+        raise _issue("system_prompt", f"row {index} ({source}) starts with its own system message; remove "
+                                      "data.system_prompt, or the rows' system messages")
+    return [{"role": "system", "content": data.system_prompt}, *messages]
 
 
 def step_order(rows: list[dict[str, Any]], seed: int, prompts_per_step: int, steps: int) -> list[dict[str, Any]]:

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 EVAL_FILE = "eval.jsonl"
+# A reward that takes one of these compares the completion with a reference: it decides correctness by default.
+ANSWER_ARGUMENTS = ("answer", "reasoning_gym_entry")
 EVAL_SAMPLES = "eval_samples"
 
 
@@ -83,7 +85,7 @@ def correctness(config: TrainingConfig, scorer: Scorer) -> tuple[Callable[[Rewar
         thresholds = dict(correct.rewards)
     else:
         for component in scorer.components:
-            if component.role == "reward" and "answer" in component.function.parameters:
+            if component.role == "reward" and set(ANSWER_ARGUMENTS) & set(component.function.parameters):
                 if component.bounds is None:
                     raise ConfigError([ConfigIssue(
                         "evaluation.correct.rewards", None,
@@ -124,10 +126,27 @@ def _eval_field(name: str | None) -> str | None:
 
 def eval_rows(config: TrainingConfig) -> list[dict[str, Any]]:
     """The held-out rows, read like training data (same columns, system prompt and template settings)."""
-    from retrain.data import load_rows
+    return held_out_rows(config)[0]
+
+
+def held_out_rows(config: TrainingConfig) -> tuple[list[dict[str, Any]], int]:
+    """The held-out rows, and how many generated ones were left out because training has them too."""
+    from retrain.data import _with_system_prompt, load_rows
 
     evaluation = config.evaluation
     assert evaluation is not None
+    if evaluation.reasoning_gym is not None:
+        from retrain.task_sets import held_out, tasks_of
+
+        spec = evaluation.reasoning_gym
+        training = config.data.reasoning_gym
+        tasks = tasks_of(spec.tasks if spec.tasks is not None else training.tasks)  # type: ignore[union-attr]
+        generated, left_out = held_out(load_rows(config.data) if training is not None else None, tasks, spec.size,
+                                       spec.seed, "evaluation.reasoning_gym")
+        rows = [{**row, "prompt": _with_system_prompt([{"role": "user", "content": row["prompt"]}], config.data,
+                                                      index, "evaluation.reasoning_gym")}
+                for index, row in enumerate(generated)]
+        return (rows[: evaluation.max_prompts] if evaluation.max_prompts else rows), left_out
     data = DataConfig(
         prompts=evaluation.prompts, source=evaluation.source, split=evaluation.split,
         prompt_column=config.data.prompt_column, answer_column=config.data.answer_column,
@@ -139,7 +158,7 @@ def eval_rows(config: TrainingConfig) -> list[dict[str, Any]]:
         raise ConfigError([ConfigIssue(
             _eval_field(issue.field), issue.line, issue.message)
             for issue in exc.issues]) from None
-    return rows[: evaluation.max_prompts] if evaluation.max_prompts else rows
+    return (rows[: evaluation.max_prompts] if evaluation.max_prompts else rows), 0
 
 
 # -- what to evaluate ------------------------------------------------------------------------------
@@ -427,6 +446,12 @@ def _say(console: Console | None, result: EvalResult, what: str) -> None:
     console.print(f"eval ({what}): {numbers}  [{result.prompts} prompts x {result.n}]", highlight=False)
 
 
+def _note_left_out(console: Console | None, left_out: int) -> None:
+    if console is not None and left_out:
+        console.print(f"note: {left_out} generated held-out row(s) ask a question the training rows ask too; left out",
+                      highlight=False)
+
+
 def evaluate_before(config: TrainingConfig, run_dir: Path, console: Console | None = None,
                     baseline: EvalResult | None = None) -> EvalResult | None:
     """The baseline (step 0): the config's model before training, unless the run already has it (a resume).
@@ -452,7 +477,8 @@ def evaluate_after(config: TrainingConfig, run_dir: Path, console: Console | Non
     records = run.metrics()
     last = int(records[-1]["step"]) if records else 0
     done = {record.get("step") for record in read_results(run_dir)}
-    rows = eval_rows(config)
+    rows, left_out = held_out_rows(config)
+    _note_left_out(console, left_out)
     scorer = Scorer.from_config(config)
     if evaluation.every_steps:
         for checkpoint in run.checkpoints():
@@ -515,7 +541,8 @@ def run_eval(config: TrainingConfig, models: list[str], output_dir: str | Path |
 
     name = config.training.run_name or (config.source_path.stem if config.source_path else "run")
     folder = RunDir.create(output_dir if output_dir is not None else config.training.output_dir, f"eval-{name}").path
-    rows = eval_rows(config)
+    rows, left_out = held_out_rows(config)
+    _note_left_out(console, left_out)
     scorer = Scorer.from_config(config)
     results = []
     for model in models:

@@ -24,8 +24,10 @@ FAMILIES = {
     "code": "Code run against tests",
     "semantic": "Meaning and tone",
     "judge": "LLM as judge",
+    "tasks": "Tasks others wrote",
 }
-INJECTED = {"prompt", "completion", "messages", "answer", "rollout", "metadata", "tool_calls"}
+INJECTED = {"prompt", "completion", "messages", "answer", "rollout", "metadata", "tool_calls",
+            "reasoning_gym_entry"}  # the last: a column data.reasoning_gym writes
 OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "rewards.md"
 
 
