@@ -39,6 +39,7 @@ RETRAIN_SIDE: dict[str, str] = {
     "verifiers": "the Scorer",
     "rewards": "the Scorer",
     "environment": "retrain's episode loop, bridged to each backend's multi-turn hook",
+    "evaluation": "retrain's evaluator, over what the run leaves (the same code for every backend)",
     "training.output_dir": "the run directory",
     "training.run_name": "the run directory",
     "training.samples_per_step": "retrain writes the samples",

@@ -24,7 +24,8 @@ class ReasoningGymSource(_Strict):
 
     tasks: list[ReasoningGymTask | str] = Field(description="Task names, or {name, weight, config} entries.")
     size: int = Field(500, gt=0, description="Rows to generate.")
-    seed: int = Field(0, description="Generation seed (a held-out set uses another).")
+    seed: int = Field(0, description="Generation seed: row i comes from seed + i (a held-out set uses seeds past "
+                                     "seed + size).")
 
     @field_validator("tasks")
     @classmethod

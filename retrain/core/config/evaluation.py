@@ -29,7 +29,10 @@ class ReasoningGymHeldOut(_Strict):
 
     tasks: list[ReasoningGymTask | str] | None = Field(None, description="Unset: data.reasoning_gym's tasks.")
     size: int = Field(50, gt=0, description="Rows to generate (rows also in the training set are left out).")
-    seed: int = Field(1_000_003, description="Generation seed; must differ from data.reasoning_gym.seed.")
+    seed: int = Field(
+        1_000_003, description="Generation seed. reasoning-gym makes row i from seed + i, so the range [seed, seed + "
+        "size) must not meet the training rows' (checked)."
+    )
 
 
 class EvaluationConfig(_Strict):
