@@ -216,8 +216,9 @@ def resolve_target(reference: str | Path, config: TrainingConfig | None = None) 
 
 
 def load_model(path: str) -> tuple[Any, Any, str]:
-    """(model in float32, eval mode; tokenizer; the dtype the weights were stored in). A LoRA adapter
-    (TRL's `adapter_config.json`, verl's `lora_adapter/`) is merged into its base model."""
+    """(model in eval mode: float32 on a CPU, bfloat16 on the first GPU when there is one; tokenizer; the dtype
+    the weights were stored in). A LoRA adapter (TRL's `adapter_config.json`, verl's `lora_adapter/`) is merged
+    into its base model."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -234,11 +235,13 @@ def load_model(path: str) -> tuple[Any, Any, str]:
     else:
         base = path
     stored = _stored_dtype(Path(base))
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if adapter is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    if torch.cuda.is_available():  # every model evaluated on one machine is computed the same way
+        model = model.to(device="cuda", dtype=torch.bfloat16)
     tokenizer_from = path if (folder / "tokenizer_config.json").is_file() else base
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
     return model.eval(), tokenizer, stored
@@ -250,6 +253,16 @@ def _stored_dtype(folder: Path) -> str:
     except (OSError, ValueError):
         return "unknown"
     return str(config.get("dtype") or config.get("torch_dtype") or "unknown")
+
+
+def _free_accelerator_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 # -- generation ------------------------------------------------------------------------------------
@@ -283,8 +296,8 @@ def generate(model: Any, tokenizer: Any, prompts: list[list[int]], evaluation: E
     for start in range(0, len(queue), evaluation.batch_size):
         batch = queue[start: start + evaluation.batch_size]
         width = max(len(ids) for _, ids in batch)
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for _, ids in batch])
-        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for _, ids in batch])
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for _, ids in batch], device=model.device)
+        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for _, ids in batch], device=model.device)
         with torch.no_grad():
             out = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=max_tokens,
                                  eos_token_id=eos, pad_token_id=pad, **sampling)
@@ -312,12 +325,14 @@ class EvalResult:
     correct_rule: str
     weights_dtype: str
     seconds: float
+    compute: str = ""  # the dtype and device the evaluator computed in: float32 on cpu, bfloat16 on cuda
     samples: list[dict[str, Any]] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
         """The eval.jsonl line: the step, what was evaluated, and the metrics."""
         return {"step": self.step, "model": self.model, "prompts": self.prompts, "n": self.n,
-                "weights_dtype": self.weights_dtype, "correct": self.correct_rule, "seconds": self.seconds,
+                "weights_dtype": self.weights_dtype, "compute": self.compute, "correct": self.correct_rule,
+                "seconds": self.seconds,
                 **self.metrics}
 
     def to_dict(self) -> dict[str, Any]:
@@ -367,6 +382,7 @@ def evaluate(config: TrainingConfig, reference: str | Path, *, console: Console 
     started = time.monotonic()
     with resolve_target(reference, config) as target:
         model, tokenizer, stored = load_model(target.path)
+        compute = f"{str(next(model.parameters()).dtype).removeprefix('torch.')} on {model.device.type}"
         prompts = [tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True,
                                                  return_dict=False, **config.data.chat_template_kwargs)
                    for row in rows]
@@ -377,6 +393,8 @@ def evaluate(config: TrainingConfig, reference: str | Path, *, console: Console 
             completions = generate(model, tokenizer, prompts, evaluation, max_tokens, seed, shown.advance)
         finally:
             shown.stop()
+            del model  # before training starts (the baseline): the memory is the trainer's
+            _free_accelerator_memory()
     columns = [{k: v for k, v in row.items() if k != "prompt"} for row in rows]
     rollouts = [
         Rollout(prompt_messages=[Message(role=m["role"], content=m["content"]) for m in rows[c.row]["prompt"]],
@@ -398,7 +416,8 @@ def evaluate(config: TrainingConfig, reference: str | Path, *, console: Console 
                 **({"correct": is_correct(b)} if is_correct is not None else {})}
                for r, b in zip(rollouts, breakdowns, strict=True)]
     return EvalResult(model=str(reference), step=target.step, prompts=len(rows), n=evaluation.n, metrics=metrics,
-                      correct_rule=rule, weights_dtype=stored, seconds=time.monotonic() - started, samples=samples)
+                      correct_rule=rule, weights_dtype=stored, seconds=time.monotonic() - started, compute=compute,
+                      samples=samples)
 
 
 def write_result(folder: Path, result: EvalResult, step: int | None = None) -> None:

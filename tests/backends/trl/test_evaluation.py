@@ -59,6 +59,7 @@ def test_a_run_evaluates_the_baseline_every_checkpoint_and_the_final_model(train
     assert [r["step"] for r in summary["evaluation"]] == [0, 1, 2]
     for record in records.values():
         assert record["prompts"] == 3 and record["n"] == 4 and record["weights_dtype"] == "float32"
+        assert record["compute"] == "float32 on cpu"
         assert record["correct"] == "correct when rare_letters >= -0.5"
         for key in ("eval/reward/mean", "eval/rewards/rare_letters/mean", "eval/correct_rate", "eval/pass@1",
                     "eval/pass@2", "eval/pass@4", "eval/completion_length/mean"):
