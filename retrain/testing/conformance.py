@@ -17,6 +17,8 @@ messages that say what to fix:
   training changed;
 - rewards: every logged reward is the retrain Scorer's, and a fresh Scorer gives each saved
   completion the same total again;
+- evaluation: the held-out set is evaluated before training and on the final model the backend
+  exported, and `retrain eval` on the run directory gives the same numbers;
 - resume: `--resume` continues from the last checkpoint with no lost or repeated steps;
 - failure: a reward that raises fails the run with a message naming it, `summary.json` says
   "failed", and no process the run started is left.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 import subprocess
 import sys
@@ -49,6 +52,7 @@ from retrain.core.run_dir import RunDir
 from retrain.core.scoring import Scorer
 
 PROMPTS = ["Compose a joyful feline lyric.", "Draft a cheerful ode to a purring companion."]
+HELD_OUT = ["Write a short poem about a cat.", "A happy verse about kittens, please."]
 GROUP_SIZE = 4
 BATCH = len(PROMPTS) * GROUP_SIZE
 COMPONENT_KEYS = ("verifiers/mentions_a_cat/pass_rate", "rewards/goal/mean", "rewards/short/mean",
@@ -79,6 +83,7 @@ def conformance_config(output_dir: Path, backend: str, model: str = "retrain:tin
         "algorithm": {"group_size": GROUP_SIZE, "prompts_per_step": len(PROMPTS), "max_steps": steps,
                       "max_completion_tokens": 16, "learning_rate": 1e-3},
         "training": {"output_dir": str(output_dir), "samples_per_step": BATCH, "save_every": 1},
+        "evaluation": {"prompts": list(HELD_OUT), "max_completion_tokens": 16},
     }
 
 
@@ -323,6 +328,21 @@ class BackendConformance:
 
     def test_rewards_come_from_the_scorer(self, trained: TrainedRun) -> None:
         assert_trained_on_the_scorer(trained.run_dir)
+
+    def test_the_held_out_set_is_evaluated_before_and_after(self, trained: TrainedRun) -> None:
+        from retrain.evaluation import evaluate
+
+        records = read_jsonl(trained.run_dir / "eval.jsonl")
+        assert [r["step"] for r in records] == [0, self.steps], "eval.jsonl: the baseline (0) and the final model"
+        for record in records:
+            for key in ("eval/reward/mean", "eval/pass@1", "eval/verifiers/mentions_a_cat/pass_rate",
+                        "eval/completion_length/mean"):
+                assert key in record, f"eval.jsonl lacks {key} at step {record['step']}"
+        config = TrainingConfig.from_yaml(trained.run_dir / "config.yaml")
+        again = evaluate(config, trained.run_dir).metrics  # the model the backend exported, as `retrain eval`
+        again = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in again.items()}  # as JSON
+        assert again == {k: v for k, v in records[-1].items() if k.startswith("eval/")}, (
+            "the final model evaluates differently from the run's own evaluation of it")
 
     def test_a_finished_run_leaves_no_process(self, trained: TrainedRun) -> None:
         _assert_no_process_left(trained.children_before, self.process_grace_seconds)
