@@ -157,15 +157,15 @@ def run_sync(
     progress = ProgressReporter(
         console, enabled=show_progress, max_completion_tokens=resolved.algorithm.max_completion_tokens
     )
-    if resolved.evaluation is not None:
-        # The evaluator loads models (above core, like the backends): imported only for a config that evaluates.
-        from retrain.evaluation import evaluate_before
-
-        evaluate_before(resolved, run_dir.path, console if show_progress else None, evaluation_baseline)
     started = time.monotonic()
     status = "failed"
     result = None
     try:
+        if resolved.evaluation is not None:
+            # The evaluator loads models (above core, like the backends): imported only for a config that evaluates.
+            from retrain.evaluation import evaluate_before
+
+            evaluate_before(resolved, run_dir.path, console if show_progress else None, evaluation_baseline)
         result = engine.train(resolved, run_dir, progress)
         status = "interrupted" if result.interrupted else "completed"
     except KeyboardInterrupt:
