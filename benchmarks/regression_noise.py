@@ -15,6 +15,7 @@ to --out.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -71,6 +72,24 @@ def main() -> None:
         print(f"{backend}: spread across seeds (std of the smoothed reward) median {statistics.median(spread):.4f}, "
               f"max {max(spread):.4f}")
     report |= {"spread": spreads, "mean": means}
+    # The largest step-wise gap between two runs of the same backend (different seeds): what the same
+    # training can differ by. A cross-backend gap beyond it is not explained by seeds alone.
+    pair_gaps = {}
+    for backend, runs in curves.items():
+        smooth = {seed: smoothed(rewards) for seed, rewards in runs.items()}
+        pair_gaps[backend] = {f"{a}-{b}": max(abs(x - y) for x, y in zip(smooth[a], smooth[b], strict=True))
+                              for a, b in itertools.combinations(sorted(smooth), 2)}
+        print(f"{backend}: largest step-wise gap between two seeds {max(pair_gaps[backend].values()):.4f} "
+              f"({pair_gaps[backend]})")
+    report["pair_gaps"] = pair_gaps
+    if len(curves) == 2:
+        first, second = list(curves)
+        cross = {f"{a}-{b}": max(abs(x - y) for x, y in zip(smoothed(curves[first][a]), smoothed(curves[second][b]),
+                                                               strict=True))
+                 for a in curves[first] for b in curves[second]}
+        report["cross_gaps"] = cross
+        print(f"{first} vs {second}: largest step-wise gap of a run pair, median {statistics.median(cross.values()):.4f}, "
+              f"max {max(cross.values()):.4f}")
     if len(curves) == 2:
         first, second = list(curves)
         gaps = [abs(a - b) for a, b in zip(means[first], means[second], strict=True)]

@@ -1,10 +1,16 @@
-"""Cross-backend regression: examples/rare_letters.yaml trained on TRL and on verl through `retrain compare`,
-the two learning curves compared step by step.
+"""Cross-backend regression: examples/rare_letters.yaml trained on TRL and on verl through `retrain compare`.
 
 The reward (minus the share of the eight commonest English letters) starts near -0.56, far below its
-ceiling of 0, so two backends that trained differently would draw different curves. Curves are smoothed
-over WINDOW steps; the band comes from run-to-run noise measured with benchmarks/regression_noise.py
-(several seeds per backend; docs/benchmarks.md has the numbers).
+ceiling of 0, and rises on both backends; the compare report opens with the held-out evaluation (the
+base model once, then each backend's final model) and shows the same effective settings.
+
+What one run per backend cannot do is compare the two learning curves step by step. Measured with
+benchmarks/regression_noise.py (4 seeds per backend, docs/benchmarks.md): two runs of the *same* backend
+differ by up to 0.50 at some step (a run collapses onto letterless tokens at a step that varies from seed
+to seed, or not at all), while the two backends' mean curves agree within 0.052 (median 0.017). A band
+wide enough for single runs would be the whole reward range and assert nothing, so the curves are
+compared by that benchmark (several seeds each), and the exact cross-backend check of training is the
+step-parity test (tests/parity/test_step.py: the same completions give the same trained weights).
 """
 
 from __future__ import annotations
@@ -23,16 +29,9 @@ from tests.tiny_runs import QUIET
 EXAMPLE = Path(__file__).parents[2] / "examples" / "rare_letters.yaml"
 STEPS = 20
 WINDOW = 5  # steps in the trailing mean that smooths a curve
-# Measured with benchmarks/regression_noise.py, three seeds per backend (2026-12-02, 2-core CPU): the smoothed
-# reward rose by 0.12 to 0.56 per run (TRL ended at 0, -0.44, 0; verl at -0.17, -0.20, -0.25: before the CPU
-# rollout's top-k fix, with top-k 50 on verl), and the per-run spread across seeds (std of the smoothed reward
-# at a step) pooled over both backends and every step was 0.094.
-LEARNED = 0.08  # the smoothed reward rises at least this much (the smallest rise measured was 0.12)
-# Largest allowed gap between the two smoothed curves at any step: 3 standard deviations of the difference of
-# two independent runs (sqrt(2) x 0.094 x 3). Wide: this tiny model's runs are noisy (a run collapses onto a
-# letterless token at a step that varies from seed to seed); it catches a backend that does not learn, or
-# learns a different task, not a small drift.
-BAND = 0.40
+# Measured with benchmarks/regression_noise.py, 4 seeds per backend (2026-12-02): the smoothed reward rose by
+# 0.10 to 0.56 per run (TRL ended at 0, -0.44, 0, -0.44; verl at -0.33, -0.45, 0, -0.02).
+LEARNED = 0.06  # the smoothed reward rises at least this much (the smallest rise measured was 0.10)
 
 
 def smoothed(values: list[float]) -> list[float]:
@@ -63,6 +62,13 @@ def test_compare_writes_the_report_with_plots_and_the_same_effective_settings(co
     markdown = (comparison.output_dir / "report.md").read_text()
     assert "| metric | trl | verl |" in markdown and "rewards/rare_letters/mean" in markdown
     assert "## Effective settings" in markdown and "They differ only where the libraries do" in markdown
+    # the held-out evaluation comes first: the base model once, then each backend's final model
+    assert markdown.index("## Held-out evaluation") < markdown.index("| metric | trl | verl |")
+    assert "| metric | baseline (step 0) | trl (step 20) | verl (step 20) |" in markdown
+    columns = {column["column"]: column for column in report["evaluation"]}
+    assert set(columns) == {"baseline (step 0)", "trl (step 20)", "verl (step 20)"}
+    assert columns["trl (step 20)"]["weights_dtype"] == "float32"
+    assert columns["verl (step 20)"]["weights_dtype"] == "bfloat16"  # verl's merger: shown, not hidden
     assert not [row for row in report["effective_settings"] if row["differs"] and not row["declared"]]
 
 
@@ -71,14 +77,3 @@ def test_compare_writes_the_report_with_plots_and_the_same_effective_settings(co
 def test_the_reward_rises_on_each_backend(comparison, backend):
     smooth = curve(comparison, backend)
     assert smooth[-1] - smooth[0] >= LEARNED, f"{backend}: smoothed reward {smooth[0]:.3f} -> {smooth[-1]:.3f}"
-
-
-@pytest.mark.slow
-def test_the_two_learning_curves_agree_step_by_step_within_the_band(comparison):
-    trl, verl = curve(comparison, "trl"), curve(comparison, "verl")
-    gaps = [abs(a - b) for a, b in zip(trl, verl, strict=True)]
-    worst = max(range(len(gaps)), key=gaps.__getitem__)
-    assert gaps[worst] <= BAND, (
-        f"at step {worst + WINDOW} the smoothed rewards differ by {gaps[worst]:.3f} (trl {trl[worst]:.3f}, verl "
-        f"{verl[worst]:.3f}), more than the {BAND} that run-to-run noise explains"
-    )
