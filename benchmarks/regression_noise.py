@@ -1,15 +1,16 @@
-"""Run-to-run noise of the cross-backend regression: the band tests/parity/test_regression.py allows.
+"""The backends' learning curves over several seeds: the cross-backend comparison one run each cannot make.
 
 Trains examples/rare_letters.yaml with several seeds on each backend (each run in its own `retrain run`
-process) and measures how far the learning curves of one backend spread from seed to seed. Curves are
-smoothed over a window of steps (single steps are noisy); the band for comparing a TRL curve with a
-verl curve step by step is set from that spread.
+process), smooths each curve over a window of steps, and compares the backends' mean curves against how far
+runs of one backend spread from seed to seed (the step-wise gap of every seed pair). Results on
+2026-12-02 are in docs/benchmarks.md; tests/parity/test_regression.py says why CI does not compare single
+curves.
 
     python benchmarks/regression_noise.py [--seeds 1 2 3] [--backends trl verl] [--out noise.json]
 
-Prints, per backend, the smoothed reward at a few steps for each seed, the spread (standard
-deviation across seeds) per step, and the gap between the backends' mean curves; writes everything
-to --out.
+Prints, per backend, each seed's first and last smoothed reward, the spread (standard deviation across
+seeds) per step, the largest step-wise gap between two seeds of one backend and between a run of each,
+and the gap between the backends' mean curves; writes everything to --out.
 """
 
 from __future__ import annotations
