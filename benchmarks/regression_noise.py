@@ -89,8 +89,8 @@ def main() -> None:
                                                                strict=True))
                  for a in curves[first] for b in curves[second]}
         report["cross_gaps"] = cross
-        print(f"{first} vs {second}: largest step-wise gap of a run pair, median {statistics.median(cross.values()):.4f}, "
-              f"max {max(cross.values()):.4f}")
+        print(f"{first} vs {second}: largest step-wise gap of a run pair, median "
+              f"{statistics.median(cross.values()):.4f}, max {max(cross.values()):.4f}")
     if len(curves) == 2:
         first, second = list(curves)
         gaps = [abs(a - b) for a, b in zip(means[first], means[second], strict=True)]

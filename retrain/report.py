@@ -285,15 +285,18 @@ def write_plots(runs: Sequence[RunData], output_dir: Path) -> list[str]:
 
     written = []
 
+    def save(fig: Any, ax: Any, name: str, xlabel: str, ylabel: str, title: str) -> None:
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(output_dir / name, dpi=110)
+        written.append(name)
+
     def single(name: str, key: str, ylabel: str, title: str, band: str | None = None) -> None:
         fig, ax = plt.subplots(figsize=(7, 4))
         if _plot_lines(ax, runs, key, band):
-            ax.set(xlabel="step", ylabel=ylabel, title=title)
-            ax.grid(alpha=0.3)
-            ax.legend()
-            fig.tight_layout()
-            fig.savefig(output_dir / name, dpi=110)
-            written.append(name)
+            save(fig, ax, name, "step", ylabel, title)
         plt.close(fig)
 
     single("reward.png", "reward/mean", "reward (mean ± std over the step's completions)", "Reward", band="reward/std")
@@ -324,12 +327,7 @@ def write_plots(runs: Sequence[RunData], output_dir: Path) -> list[str]:
             if points:
                 xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker="o", markersize=4, label=run.label)
-        ax.set(xlabel="step (0: before training)", ylabel="held-out reward (mean)", title="Held-out evaluation")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(output_dir / EVAL_PLOT, dpi=110)
-        written.append(EVAL_PLOT)
+        save(fig, ax, EVAL_PLOT, "step (0: before training)", "held-out reward (mean)", "Held-out evaluation")
         plt.close(fig)
     single("step_time.png", "step_seconds", "seconds", "Step time")
     return written

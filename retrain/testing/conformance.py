@@ -341,8 +341,8 @@ class BackendConformance:
                         "eval/completion_length/mean"):
                 assert key in record, f"eval.jsonl lacks {key} at step {record['step']}"
         config = TrainingConfig.from_yaml(trained.run_dir / "config.yaml")
-        again = evaluate(config, trained.run_dir).metrics  # the model the backend exported, as `retrain eval`
-        again = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in again.items()}  # as JSON
+        metrics = evaluate(config, trained.run_dir).metrics  # the model the backend exported, as `retrain eval`
+        again = {k: None if not math.isfinite(v) else v for k, v in metrics.items()}  # as eval.jsonl holds them
         assert again == {k: v for k, v in records[-1].items() if k.startswith("eval/")}, (
             "the final model evaluates differently from the run's own evaluation of it")
 

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from retrain.core.config._base import _Strict
+
+
+def sources_of(source: str | list[str] | None) -> list[str]:
+    """A `source` field (one file or dataset, or a list of them) as a list."""
+    if source is None:
+        return []
+    return [source] if isinstance(source, str) else list(source)
+
+
+def check_one_source(section: BaseModel, name: str, missing: str) -> None:
+    """Exactly one of the section's prompts, source and reasoning_gym is set; else `missing`, or which two clash."""
+    given = [field for field in ("prompts", "source", "reasoning_gym") if getattr(section, field) is not None]
+    if not given:
+        raise ValueError(missing)
+    if len(given) > 1:
+        raise ValueError(f"set one of `{name}.{given[0]}` and `{name}.{given[1]}`, not both")
 
 
 class ReasoningGymTask(_Strict):
@@ -96,16 +112,10 @@ class DataConfig(_Strict):
     @property
     def sources(self) -> list[str]:
         """Every data source, in order."""
-        if self.source is None:
-            return []
-        return [self.source] if isinstance(self.source, str) else list(self.source)
+        return sources_of(self.source)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        given = [name for name in ("prompts", "source", "reasoning_gym") if getattr(self, name) is not None]
-        if not given:
-            raise ValueError("no prompts: set `data.prompts` (or `example_prompts`), `data.source` or "
-                             "`data.reasoning_gym`")
-        if len(given) > 1:
-            raise ValueError(f"set one of `data.{given[0]}` and `data.{given[1]}`, not both")
+        check_one_source(self, "data", "no prompts: set `data.prompts` (or `example_prompts`), `data.source` or "
+                                       "`data.reasoning_gym`")
         return self

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from retrain.core.config._base import _FieldValueError, _Strict
-from retrain.core.config.data import ReasoningGymTask
+from retrain.core.config.data import ReasoningGymTask, check_one_source, sources_of
 
 
 class CorrectConfig(_Strict):
@@ -86,18 +86,12 @@ class EvaluationConfig(_Strict):
 
     @property
     def sources(self) -> list[str]:
-        if self.source is None:
-            return []
-        return [self.source] if isinstance(self.source, str) else list(self.source)
+        return sources_of(self.source)
 
     @model_validator(mode="after")
     def _consistent(self) -> EvaluationConfig:
-        given = [name for name in ("prompts", "source", "reasoning_gym") if getattr(self, name) is not None]
-        if not given:
-            raise ValueError("no held-out prompts: set `evaluation.prompts`, `evaluation.source` or "
-                             "`evaluation.reasoning_gym`")
-        if len(given) > 1:
-            raise ValueError(f"set one of `evaluation.{given[0]}` and `evaluation.{given[1]}`, not both")
+        check_one_source(self, "evaluation", "no held-out prompts: set `evaluation.prompts`, `evaluation.source` or "
+                                             "`evaluation.reasoning_gym`")
         if self.temperature == 0 and self.n > 1:
             raise _FieldValueError(("n",), f"greedy decoding (temperature 0) gives the same completion {self.n} "
                                            "times; set n: 1, or a temperature above 0 to sample")
