@@ -152,3 +152,19 @@ def test_two_gpus_train_in_two_processes_and_resume(tmp_path):
     resumed = run_sync(config, resume=first["run_dir"], console=QUIET)
     assert resumed["status"] == "completed"
     assert [r["step"] for r in metrics(Path(first["run_dir"]))] == [1, 2, 3, 4]
+
+
+def test_the_held_out_evaluation_runs_on_the_gpu_and_gives_its_memory_back(tmp_path, gpu):
+    """The baseline is evaluated in the training process before TRL loads its model: on the GPU in bfloat16,
+    then freed; the final model the same way."""
+    import torch
+
+    config = smollm2_config(tmp_path)
+    config["evaluation"] = {"prompts": ["Write about a cat.", "A poem about kittens."], "n": 4, "temperature": 1.0,
+                            "pass_at": [1, 4], "max_completion_tokens": 32}
+    summary = run_sync(config, console=QUIET)
+    assert summary["status"] == "completed"
+    records = summary["evaluation"]
+    assert [r["step"] for r in records] == [0, 3]
+    assert all(r["compute"] == "bfloat16 on cuda" and "eval/pass@4" in r for r in records)
+    assert torch.cuda.memory_allocated() < 2**30  # the evaluator's copies are gone
