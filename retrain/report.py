@@ -24,7 +24,7 @@ from retrain.core.metrics import SCORE_PREFIXES, read_jsonl
 from retrain.core.settings import SettingsRow, render_markdown, undeclared
 
 PLOTS = ("reward.png", "components.png", "completion_length.png", "step_time.png")
-EVAL_PLOT = "eval.png"  # when a run evaluated its held-out set at more than one step
+EVAL_PLOT = "eval.png"  # when a run evaluated its held-out set at two steps or more (the baseline counts)
 # Reward is averaged over the last steps as well as read at the last one: a single step is noisy.
 TAIL_STEPS = 5
 

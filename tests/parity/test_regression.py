@@ -23,7 +23,7 @@ import pytest
 
 from retrain.compare import compare
 from retrain.core.metrics import read_jsonl
-from retrain.report import PLOTS
+from retrain.report import EVAL_PLOT, PLOTS
 from tests.tiny_runs import QUIET
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "rare_letters.yaml"
@@ -56,8 +56,8 @@ def test_compare_writes_the_report_with_plots_and_the_same_effective_settings(co
     assert comparison.failed == []
     report = json.loads((comparison.output_dir / "report.json").read_text())
     assert [run["backend"] for run in report["runs"]] == ["trl", "verl"]
-    assert set(report["plots"]) == set(PLOTS)
-    for plot in PLOTS:
+    assert set(report["plots"]) == {*PLOTS, EVAL_PLOT}  # the held-out reward at step 0 and 20, per backend
+    for plot in report["plots"]:
         assert (comparison.output_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (comparison.output_dir / "report.md").read_text()
     assert "| metric | trl | verl |" in markdown and "rewards/rare_letters/mean" in markdown

@@ -128,3 +128,4 @@ def test_compare_evaluates_the_base_model_once_and_reports_the_held_out_table_fi
     assert "| metric | baseline (step 0) | trl (step 1) |" in markdown
     report = json.loads((result.output_dir / "report.json").read_text())
     assert [column["column"] for column in report["evaluation"]] == ["baseline (step 0)", "trl (step 1)"]
+    assert "eval.png" in report["plots"] and (result.output_dir / "eval.png").is_file()
