@@ -108,10 +108,8 @@ def load_rows(data: DataConfig) -> list[dict[str, Any]]:
         from retrain.task_sets import generate, tasks_of
 
         spec = data.reasoning_gym
-        generated = generate(tasks_of(spec.tasks), spec.size, spec.seed, "data.reasoning_gym")
-        return [{**row, "prompt": _with_system_prompt([{"role": "user", "content": row["prompt"]}], data, index,
-                                                      "reasoning_gym")}
-                for index, row in enumerate(generated)]
+        return as_chat_rows(generate(tasks_of(spec.tasks), spec.size, spec.seed, "data.reasoning_gym"), data,
+                            "reasoning_gym")
     if data.prompts is not None:
         raw: list[tuple[str, dict[str, Any]]] = [("prompts", {data.prompt_column: p}) for p in data.prompts]
     else:
@@ -145,6 +143,12 @@ def load_rows(data: DataConfig) -> list[dict[str, Any]]:
             out["answer"] = _column(row, data.answer_column)
         rows.append(out)
     return rows
+
+
+def as_chat_rows(rows: list[dict[str, Any]], data: DataConfig, source: str) -> list[dict[str, Any]]:
+    """Generated rows (`prompt` as text) with `prompt` as chat messages, after data.system_prompt."""
+    return [{**row, "prompt": _with_system_prompt([{"role": "user", "content": row["prompt"]}], data, index, source)}
+            for index, row in enumerate(rows)]
 
 
 def _with_system_prompt(messages: list[dict[str, Any]], data: DataConfig, index: int, source: str

@@ -131,7 +131,7 @@ def eval_rows(config: TrainingConfig) -> list[dict[str, Any]]:
 
 def held_out_rows(config: TrainingConfig) -> tuple[list[dict[str, Any]], int]:
     """The held-out rows, and how many generated ones were left out because training has them too."""
-    from retrain.data import _with_system_prompt, load_rows
+    from retrain.data import as_chat_rows, load_rows
 
     evaluation = config.evaluation
     assert evaluation is not None
@@ -143,9 +143,7 @@ def held_out_rows(config: TrainingConfig) -> tuple[list[dict[str, Any]], int]:
         tasks = tasks_of(spec.tasks if spec.tasks is not None else training.tasks)  # type: ignore[union-attr]
         generated, left_out = held_out(load_rows(config.data) if training is not None else None, tasks, spec.size,
                                        spec.seed, "evaluation.reasoning_gym")
-        rows = [{**row, "prompt": _with_system_prompt([{"role": "user", "content": row["prompt"]}], config.data,
-                                                      index, "evaluation.reasoning_gym")}
-                for index, row in enumerate(generated)]
+        rows = as_chat_rows(generated, config.data, "evaluation.reasoning_gym")
         return (rows[: evaluation.max_prompts] if evaluation.max_prompts else rows), left_out
     data = DataConfig(
         prompts=evaluation.prompts, source=evaluation.source, split=evaluation.split,
@@ -420,15 +418,16 @@ def evaluate(config: TrainingConfig, reference: str | Path, *, console: Console 
                       samples=samples)
 
 
-def write_result(folder: Path, result: EvalResult, step: int | None = None) -> None:
-    """Append the record to `folder/eval.jsonl` and keep the completions in `folder/eval_samples/`."""
+def write_result(folder: Path, result: EvalResult, step: int | None = None, samples_name: str | None = None) -> None:
+    """Append the record to `folder/eval.jsonl` and keep the completions in `folder/eval_samples/` (in
+    `samples_name`, by default `step_<N>.jsonl`)."""
     record = result.record()
     if step is not None:
         record["step"] = step
     writer = JsonlWriter(folder / EVAL_FILE)
     writer.write(record)
     writer.close()
-    name = f"step_{record['step']:06d}.jsonl" if isinstance(record["step"], int) else "model.jsonl"
+    name = samples_name or (f"step_{record['step']:06d}.jsonl" if isinstance(record["step"], int) else "model.jsonl")
     samples = JsonlWriter(folder / EVAL_SAMPLES / name)
     for sample in result.samples:
         samples.write(sample)
@@ -567,14 +566,7 @@ def run_eval(config: TrainingConfig, models: list[str], output_dir: str | Path |
     for model in models:
         result = evaluate(config, model, console=console, rows=rows, scorer=scorer)
         results.append(result)
-        record = result.record()
-        writer = JsonlWriter(folder / EVAL_FILE)
-        writer.write(record)
-        writer.close()
-        samples = JsonlWriter(folder / EVAL_SAMPLES / f"model_{len(results):02d}.jsonl")
-        for sample in result.samples:
-            samples.write(sample)
-        samples.close()
+        write_result(folder, result, samples_name=f"model_{len(results):02d}.jsonl")
     (folder / "eval.json").write_text(json.dumps([r.to_dict() for r in results], indent=2, default=str) + "\n",
                                       encoding="utf-8")
     (folder / "eval.md").write_text(markdown(results, f"retrain eval: {name}"), encoding="utf-8")
