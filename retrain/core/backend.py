@@ -41,6 +41,12 @@ class Capabilities:
     model_loaders: frozenset[str] = frozenset({"transformers"})
     # Learning-rate schedules ("constant", "linear", "cosine").
     lr_schedulers: frozenset[str] = frozenset({"constant", "linear", "cosine"})
+    # The algorithm's parts (`algorithm.advantage`, `policy_loss`, `kl_placement`, `dynamic_sampling`); an
+    # adapter that declares nothing runs GRPO only. `reward_scalings` are those of the 'grpo' advantage.
+    advantages: frozenset[str] = frozenset({"grpo"})
+    policy_losses: frozenset[str] = frozenset({"clip"})
+    kl_placements: frozenset[str] = frozenset({"loss"})
+    dynamic_sampling: bool = False
 
 
 @dataclass
@@ -107,16 +113,16 @@ def missing_packages(backend: str, modules: tuple[str, ...], extra: str) -> list
 
 def check_capabilities(config: TrainingConfig, capabilities: Capabilities, backend: str) -> list[ConfigIssue]:
     """The checks every backend shares: an option outside the capabilities is an error, not dropped."""
-    issues: list[ConfigIssue] = []
+    issues: list[ConfigIssue] = algorithm_issues(config, capabilities, backend)
     algorithm = config.algorithm
     if algorithm.loss_aggregation not in capabilities.loss_aggregations:
         issues.append(ConfigIssue(
-            "algorithm.loss_aggregation",
+            "algorithm.loss_aggregation" if "loss_aggregation" in algorithm.model_fields_set else "algorithm.name",
             None,
             f"backend '{backend}' does not support '{algorithm.loss_aggregation}'; "
             f"choose one of {sorted(capabilities.loss_aggregations)}",
         ))
-    if algorithm.reward_scaling not in capabilities.reward_scalings:
+    if algorithm.advantage == "grpo" and algorithm.reward_scaling not in capabilities.reward_scalings:
         issues.append(ConfigIssue(
             "algorithm.reward_scaling",
             None,
@@ -188,3 +194,46 @@ def check_capabilities(config: TrainingConfig, capabilities: Capabilities, backe
             f"backend_options.{other}", None, f"'{other}' is not a backend; known: {sorted(known)}"
         ))
     return issues
+
+
+_PARTS = {"advantage": ("advantages", "advantage estimator"), "policy_loss": ("policy_losses", "policy loss"),
+          "kl_placement": ("kl_placements", "KL placement"), "dynamic_sampling": ("dynamic_sampling", "")}
+
+
+def _has(capabilities: Capabilities, part: str, value: Any) -> bool:
+    have = getattr(capabilities, _PARTS[part][0])
+    return bool(have) if isinstance(have, bool) else value in have
+
+
+def algorithm_issues(config: TrainingConfig, capabilities: Capabilities, backend: str) -> list[ConfigIssue]:
+    """The algorithm's parts this backend lacks, each naming the backends that have it. A part the name's
+    preset chose is reported on `algorithm.name` (the user wrote the name, not the part)."""
+    from retrain.core.registry import load_backend
+
+    algorithm = config.algorithm
+    wanted: dict[str, Any] = {"advantage": algorithm.advantage, "policy_loss": algorithm.policy_loss}
+    if algorithm.kl_coef > 0:
+        wanted["kl_placement"] = algorithm.kl_placement
+    if algorithm.dynamic_sampling:
+        wanted["dynamic_sampling"] = True
+    issues = []
+    for part, value in wanted.items():
+        if _has(capabilities, part, value):
+            continue
+        others = []
+        for name in available_backends():
+            try:
+                if name != backend and _has(load_backend(name).capabilities, part, value):
+                    others.append(name)
+            except Exception:  # noqa: BLE001  # a broken third-party adapter must not hide this message
+                continue
+        what = "dynamic sampling" if part == "dynamic_sampling" else f"'{value}' {_PARTS[part][1]}"
+        field = f"algorithm.{part}" if part in algorithm.model_fields_set else "algorithm.name"
+        of_name = f" (part of algorithm '{algorithm.name}')" if field == "algorithm.name" else ""
+        where = f"use `backend: {others[0]}`" + (f" (or {', '.join(others[1:])})" if others[1:] else "") \
+            if others else "no installed backend has it"
+        if part == "dynamic_sampling" and others:
+            where += " (or set algorithm.dynamic_sampling: false)"
+        issues.append(ConfigIssue(field, None, f"backend '{backend}' has no {what}{of_name}; {where}"))
+    return issues
+

@@ -35,6 +35,9 @@ OPTIONAL_KEYS = (
     "peak_memory_gb",
     "elapsed_seconds",
     "reward/zero_spread_groups",
+    "dynamic_sampling/groups_kept",
+    "dynamic_sampling/groups_dropped",
+    "critic/value_loss",
 )
 # One definition per key, the same on every backend; a backend that cannot give a key as defined leaves it
 # out rather than reporting something else under its name. (docs/backends.md lists the mappings.)
@@ -57,6 +60,11 @@ DEFINITIONS: dict[str, str] = {
     "reward/zero_spread_groups": "share of the step's groups whose completions all got the same total (std within "
                                  "1e-8 of 0): their advantages are zero, nothing is learned from them (left out on "
                                  "TRL with reward_scaling batch, where TRL measures the batch's spread instead)",
+    "dynamic_sampling/groups_kept": "algorithm.dynamic_sampling: the groups the step trained on (prompts_per_step); "
+                                    "its reward metrics are over these",
+    "dynamic_sampling/groups_dropped": "algorithm.dynamic_sampling: the groups generated and scored for the step but "
+                                       "not trained on (rewards all equal, or beyond the full batch)",
+    "critic/value_loss": "PPO: the critic's clipped value loss, mean over the step's critic updates",
     "step_seconds": "wall time of one step (generation, scoring, updates), checkpoint saving left out",
     "tokens_per_second": "tokens processed in the step over step_seconds",
     "peak_memory_gb": "peak memory of the process that trains: GPU memory allocated by torch, or on a CPU the "

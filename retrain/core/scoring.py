@@ -181,7 +181,7 @@ class Scorer:
                 verifier.display_name, "verifier", function, verifier.params, penalty=verifier.penalty
             ))
         rewards = config.rewards
-        for spec in rewards.scored_specs():
+        for spec in config.scored_specs():
             components.append(ScoringComponent(
                 spec.name, spec.role, resolve_function(spec.reference, "reward"), spec.params, weight=spec.weight,
                 bounds=component_bounds(spec.reference, spec.params, spec.bounds),

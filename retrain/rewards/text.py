@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from retrain.core.registry import reward, verifier
+from retrain.core.rollout import Rollout
 
 CAT_WORDS = (
     "cat", "cats", "kitten", "kittens", "kitty", "kitties", "feline", "felines", "purr", "purrs",
@@ -191,6 +192,33 @@ def length_penalty(
     count = _count(completion, unit)
     distance = max(0, min_words - count) + (max(0, count - max_words) if max_words is not None else 0)
     return -min(1.0, distance / scale)
+
+
+def _overlong_bounds(params: dict) -> tuple[float, float]:
+    return (-abs(float(params.get("penalty", 1.0))), 0.0)
+
+
+@reward(bounds=_overlong_bounds)
+def overlong_penalty(rollout: Rollout, max_tokens: int, buffer_tokens: int, penalty: float = 1.0) -> float:
+    """DAPO's soft overlong punishment, on the tokens the model generated: 0 up to max_tokens - buffer_tokens,
+    then falling linearly to -penalty at max_tokens (verl's DAPO reward manager's formula).
+
+    `algorithm.name: dapo` adds it as the reward component 'overlong' (`algorithm.overlong_buffer`), so it is
+    computed by retrain, the same on every backend, and shown in the breakdown.
+
+    Example:
+        rewards:
+          functions:
+            - function: overlong_penalty
+              params: {max_tokens: 512, buffer_tokens: 128}
+    """
+    if buffer_tokens <= 0 or buffer_tokens > max_tokens:
+        raise ValueError(f"buffer_tokens must be in 1..max_tokens ({max_tokens}), got {buffer_tokens}")
+    if not rollout.completion_token_ids:
+        raise ValueError("the rollout carries no completion token ids to count (the backend did not pass them)")
+    generated = sum(rollout.trainable_mask) if rollout.trainable_mask else len(rollout.completion_token_ids)
+    exceed = generated - (max_tokens - buffer_tokens)
+    return min(-exceed / buffer_tokens * penalty, 0.0)
 
 
 def _repetition_bounds(params: dict) -> tuple[float, float]:

@@ -29,6 +29,8 @@ from retrain.core.errors import ConfigError, ConfigIssue
 from retrain.core.registry import check_backend_name, load_backend
 from retrain.core.yaml_source import KeyPath, load_yaml_with_lines, parse_yaml_text
 
+OVERLONG = "overlong"  # the reward component of algorithm.overlong_buffer
+
 __all__ = [
     "ALIASES", "AlgorithmConfig", "ConstraintSpec", "CorrectConfig", "DataConfig", "EnvironmentConfig",
     "EvaluationConfig", "LoraConfig",
@@ -53,7 +55,9 @@ class TrainingConfig(_Strict):
     environment: EnvironmentConfig | None = Field(
         None, description="A multi-step environment with tools; unset: the model answers each prompt once."
     )
-    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="GRPO options.")
+    algorithm: AlgorithmConfig = Field(
+        default_factory=AlgorithmConfig, description="The RL algorithm (a named preset) and its options."
+    )
     optimizer: OptimizerConfig = Field(
         default_factory=OptimizerConfig, description="AdamW and the learning-rate schedule."
     )
@@ -119,6 +123,8 @@ class TrainingConfig(_Strict):
         named += [(("rewards", "constraints", i), c.display_name) for i, c in enumerate(self.rewards.constraints)]
         if self.rewards.goal:
             named.append((("rewards", "goal"), "goal"))
+        if self.algorithm.overlong_buffer is not None:
+            named.append((("algorithm", "overlong_buffer"), OVERLONG))
         seen: set[str] = set()
         for loc, name in named:
             if name in seen:
@@ -165,12 +171,25 @@ class TrainingConfig(_Strict):
                 if name not in verifiers:
                     raise _FieldValueError(("evaluation", "correct", "verifiers"),
                                            f"no verifier named '{name}' (verifiers: {sorted(verifiers) or 'none'})")
-        scored = {spec.name for spec in self.rewards.scored_specs()}
+        scored = {spec.name for spec in self.scored_specs()}
         for name in evaluation.correct.rewards or {}:
             if name not in scored:
                 raise _FieldValueError(("evaluation", "correct", "rewards"),
                                        f"no reward or constraint named '{name}' (names: {sorted(scored) or 'none'})")
         return self
+
+    def scored_specs(self) -> list[ScoredSpec]:
+        """Every reward and constraint the Scorer computes: the rewards section's, then the algorithm's
+        (DAPO's overlong shaping, `algorithm.overlong_buffer`, is a reward component like any other)."""
+        specs = self.rewards.scored_specs()
+        algorithm = self.algorithm
+        if algorithm.overlong_buffer is not None:
+            specs.append(ScoredSpec(
+                "algorithm.overlong_buffer", OVERLONG, "reward", "overlong_penalty",
+                {"max_tokens": algorithm.max_completion_tokens, "buffer_tokens": algorithm.overlong_buffer,
+                 "penalty": algorithm.overlong_penalty}, 1.0, None,
+            ))
+        return specs
 
     def gate_issues(self) -> list[ConfigIssue]:
         """`rewards.gate: floor` needs the range of every reward and constraint to place failures below."""
@@ -185,7 +204,7 @@ class TrainingConfig(_Strict):
                 "completion below every passing one; give it `bounds: [low, high]`, declare @reward(bounds=...), "
                 "or set `rewards.gate: penalty`",
             )
-            for spec in self.rewards.scored_specs()
+            for spec in self.scored_specs()
             if component_bounds(spec.reference, spec.params, spec.bounds) is None
         ]
 
