@@ -1,4 +1,5 @@
-"""The TRL backend: retrain configs train with TRL's GRPOTrainer (Accelerate for scale-out).
+"""The TRL backend: retrain configs train with TRL's GRPOTrainer, or its RLOOTrainer for RLOO (Accelerate for
+scale-out).
 
 Loading this module is cheap; TRL and torch are imported by `translate` and `train`.
 """
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 class TRLBackend:
     name = "trl"
     capabilities = Capabilities(
-        loss_aggregations=frozenset({"grpo", "dr_grpo", "dapo"}),
+        loss_aggregations=frozenset({"grpo", "dr_grpo", "dapo", "sequence_sum"}),  # sequence_sum: RLOOTrainer
         reward_scalings=frozenset({"group", "batch", "none"}),
         lora=True,
         environments=True,
@@ -30,6 +31,11 @@ class TRLBackend:
         rollout_engines=frozenset({"transformers", "vllm"}),
         vllm_modes=frozenset({"colocate", "server"}),
         model_loaders=frozenset({"transformers", "unsloth"}),
+        # GRPOTrainer's loss types and sequence-level ratio; RLOOTrainer for rloo (translate._check_algorithm
+        # rejects the combinations neither trainer has). No dynamic sampling, REINFORCE++ or critic in TRL 1.16.
+        advantages=frozenset({"grpo", "rloo"}),
+        policy_losses=frozenset({"clip", "gspo", "cispo", "sapo"}),
+        kl_placements=frozenset({"loss", "reward"}),
     )
 
     def check_config(self, config: TrainingConfig) -> list[ConfigIssue]:

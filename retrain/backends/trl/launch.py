@@ -26,6 +26,7 @@ from retrain.backends.trl.translate import (
     grpo_config_kwargs,
     peft_kwargs,
     resolve_engine,
+    trainer_names,
     vllm_installed,
     world_size,
 )
@@ -65,9 +66,9 @@ def build_trainer(  # type: ignore[no-untyped-def]
             "rollout: vLLM needs a CUDA GPU and none is visible to PyTorch here; set rollout.engine: auto "
             "(transformers on the CPU), or run on a GPU machine"
         )
+    import trl
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
 
     model_path = resolve_model(config.model.name)
     model: object = model_path
@@ -84,7 +85,9 @@ def build_trainer(  # type: ignore[no-untyped-def]
         tokenizer.pad_token = tokenizer.eos_token
 
     kwargs, _ = grpo_config_kwargs(config, str(run_dir.checkpoints_dir), cuda, bf16_supported, has_vllm)
-    args = GRPOConfig(**kwargs)
+    config_name, trainer_name = trainer_names(config)  # GRPOTrainer, or RLOOTrainer for the rloo advantage
+    args = getattr(trl, config_name)(**kwargs)
+    trainer_class = getattr(trl, trainer_name)
 
     scorer = Scorer.from_config(config)
     reward_function = ScorerRewardFunction(
@@ -105,14 +108,14 @@ def build_trainer(  # type: ignore[no-untyped-def]
         rows = tag_rows(rows)
         options = {"generate_batch": generate_batch} if generate_batch else {}
         episodes = EpisodeRollouts(config, rows, tokenizer, **options)
-    class RetrainGRPOTrainer(GRPOTrainer):  # type: ignore[misc, valid-type]  # Unsloth may have patched the class
+    class RetrainTrainer(trainer_class):  # type: ignore[misc, valid-type]  # Unsloth may have patched the class
         def get_decay_parameter_names(self, model: Any) -> list[str]:
             # optimizer.weight_decay decays every weight, as verl's AdamW (one parameter group) does;
             # transformers would spare biases and norm weights.
             return [name for name, _ in model.named_parameters()]
 
     try:
-        trainer = RetrainGRPOTrainer(
+        trainer = RetrainTrainer(
             model=model,  # type: ignore[arg-type]  # a path, or the model Unsloth loaded
             reward_funcs=[reward_function],  # type: ignore[list-item]  # TRL awaits async callables; its hint omits them
             args=args,
@@ -122,7 +125,7 @@ def build_trainer(  # type: ignore[no-untyped-def]
                                               config.algorithm.updates_per_step,
                                               groups_scaled_by_batch=config.algorithm.reward_scaling == "batch")],
             peft_config=peft_config,
-            rollout_func=episodes,
+            **({"rollout_func": episodes} if episodes is not None else {}),  # (RLOOTrainer has none: checked)
         )
     except OSError as exc:
         if episodes is not None:

@@ -15,16 +15,26 @@ _SCHEDULES = {"constant": "constant", "constant_with_warmup": "constant", "linea
               "cosine_with_min_lr": "cosine"}
 
 
-def effective_settings(config: TrainingConfig, cuda: bool = False, bf16_supported: bool = False) -> dict[str, Any]:
-    from trl import GRPOConfig
+# loss_type -> the aggregation it implies (cispo averages as dapo does, sapo as grpo does).
+_AGGREGATION = {"cispo": "dapo", "sapo": "grpo", "rloo": "sequence_sum"}
 
-    from retrain.backends.trl.translate import grpo_config_kwargs, peft_kwargs, world_size
+
+def _ratio(loss_type: str, level: str) -> str:
+    kind = {"cispo": "cispo (stop-gradient, capped)", "sapo": "sapo (soft gate)"}.get(loss_type, "clipped")
+    return f"{kind}, per {level}"
+
+
+def effective_settings(config: TrainingConfig, cuda: bool = False, bf16_supported: bool = False) -> dict[str, Any]:
+    from retrain.backends.trl.translate import config_class, grpo_config_kwargs, peft_kwargs, world_size
 
     kwargs, _ = grpo_config_kwargs(config, "<run dir>/checkpoints", cuda, bf16_supported)
     # transformers refuses bf16/fp16 where this machine has no GPU; the precision is read from the fields as
     # composed for the config's GPUs, the rest from TRL's own config object.
     mixed = {"bf16": kwargs.get("bf16", False), "fp16": kwargs.get("fp16", False)}
-    args: Any = GRPOConfig(**{**kwargs, "bf16": False, "fp16": False})  # (TRL types post-init fields optional)
+    # GRPOConfig, or RLOOConfig for the rloo advantage. (TRL types post-init fields optional.)
+    args: Any = config_class(config)(**{**kwargs, "bf16": False, "fp16": False})
+    rloo = not hasattr(args, "loss_type")
+    loss_type = "rloo" if rloo else args.loss_type
     processes = world_size(config)
     updates_per_pass = args.steps_per_generation // args.gradient_accumulation_steps
     updates = updates_per_pass * args.num_iterations
@@ -38,7 +48,7 @@ def effective_settings(config: TrainingConfig, cuda: bool = False, bf16_supporte
         "optimizer.lr": args.learning_rate,
         "optimizer.weight_decay": args.weight_decay,
         # transformers spares biases and norm weights; retrain's trainer decays every weight, as verl does
-        # (launch.RetrainGRPOTrainer.get_decay_parameter_names).
+        # (launch.RetrainTrainer.get_decay_parameter_names).
         "optimizer.decayed_parameters": "all",
         "optimizer.betas": [args.adam_beta1, args.adam_beta2],
         "optimizer.eps": args.adam_epsilon,
@@ -70,21 +80,25 @@ def effective_settings(config: TrainingConfig, cuda: bool = False, bf16_supporte
         "precision.weights": weights,
         "precision.compute": "bfloat16" if mixed["bf16"] else "float16" if mixed["fp16"] else weights,
         "kl.coef": args.beta,
-        "kl.estimator": "k3",
-        "kl.placement": "loss" if args.beta else "none",
-        "kl.importance_weighted": bool(args.use_bias_correction_kl) and bool(args.beta),
+        # RLOOTrainer: k1 of the sampling-time log-probs, summed over the completion, taken from its reward.
+        "kl.estimator": ("k1" if rloo else "k3") if args.beta else "off",
+        "kl.placement": ("reward" if rloo else "loss") if args.beta else "none",
+        "kl.importance_weighted": bool(getattr(args, "use_bias_correction_kl", False)) and bool(args.beta),
         "kl.clamp": "none",
-        "clip.low": args.epsilon,
-        "clip.high": args.epsilon_high,
-        "clip.dual": f"delta {args.delta}" if args.delta is not None else "none",
-        "loss.aggregation": args.loss_type,
-        "loss.ratio": f"clipped, per {args.importance_sampling_level}",
+        # cispo: the ratio capped at epsilon_high (absolute), no lower bound; sapo: a soft gate, no clip.
+        "clip.low": None if loss_type in ("cispo", "sapo") else args.epsilon,
+        "clip.high": args.epsilon_high - 1 if loss_type == "cispo" else None if loss_type == "sapo"
+        else args.epsilon_high,
+        "clip.dual": f"delta {args.delta}" if getattr(args, "delta", None) is not None else "none",
+        "loss.aggregation": _AGGREGATION.get(loss_type, loss_type),
+        "loss.ratio": "clipped, whole sequence" if rloo else _ratio(loss_type, args.importance_sampling_level),
         "loss.masks_truncated": args.mask_truncated_completions,
-        "entropy.coef": args.entropy_coef,
-        "advantage.estimator": "grpo",
-        "advantage.scaling": args.scale_rewards if args.scale_rewards in ("group", "batch", "none") else
+        "batch.dynamic_sampling": False,  # TRL 1.16 has none (rejected at validation)
+        "entropy.coef": getattr(args, "entropy_coef", 0.0),
+        "advantage.estimator": "rloo" if rloo else "grpo",
+        "advantage.scaling": ("batch" if args.normalize_advantages else "none") if rloo else
+        args.scale_rewards if args.scale_rewards in ("group", "batch", "none") else
         {True: "group", False: "none"}.get(args.scale_rewards, str(args.scale_rewards)),
-        "advantage.std_epsilon": TRL_STD_EPSILON,
         "rollout.importance_sampling": (
             _IS_MODES.get(args.vllm_importance_sampling_mode, args.vllm_importance_sampling_mode)
             + f" at {args.vllm_importance_sampling_clip_max:g}"
@@ -94,9 +108,14 @@ def effective_settings(config: TrainingConfig, cuda: bool = False, bf16_supporte
         "model.lora": None if lora is None else [lora["r"], lora["lora_alpha"], lora["lora_dropout"],
                                                  lora["target_modules"]],
     }
-    if args.loss_type == "dapo":  # GRPOTrainer._compute_loss: num_items_in_batch x accumulation / steps_per_generation
+    if settings["advantage.scaling"] != "none":  # rloo: (a - mean) / (std + 1e-4) over the batch
+        settings["advantage.std_epsilon"] = TRL_STD_EPSILON
+    if loss_type == "sapo":
+        settings["loss.sapo_temperatures"] = [args.sapo_temperature_pos, args.sapo_temperature_neg]
+    # GRPOTrainer._compute_loss: num_items_in_batch x accumulation / steps_per_generation
+    if loss_type in ("dapo", "cispo"):
         settings["loss.token_mean_over"] = ("the batch's tokens" if updates_per_pass == 1
                                             else "the generated batch's tokens / mini-batches")
-    if args.loss_type == "dr_grpo":
+    if loss_type == "dr_grpo":
         settings["loss.dr_grpo_divisor"] = args.max_completion_length
     return settings

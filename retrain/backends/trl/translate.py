@@ -124,8 +124,54 @@ def accelerate_config(config: TrainingConfig, cuda: bool) -> dict[str, Any]:
     }
 
 
+def trainer_names(config: TrainingConfig) -> tuple[str, str]:
+    """TRL's config and trainer class for the algorithm: RLOO has its own trainer, the rest is GRPOTrainer."""
+    return ("RLOOConfig", "RLOOTrainer") if config.algorithm.advantage == "rloo" else ("GRPOConfig", "GRPOTrainer")
+
+
+def config_class(config: TrainingConfig) -> type:
+    import trl
+
+    return getattr(trl, trainer_names(config)[0])  # type: ignore[no-any-return]
+
+
+def _check_algorithm(config: TrainingConfig) -> list[ConfigIssue]:
+    """The combinations of the algorithm's parts TRL's two trainers have (the parts alone: `Capabilities`)."""
+    algorithm = config.algorithm
+    issues = []
+
+    def issue(part: str, message: str) -> None:
+        field = f"algorithm.{part}" if part in algorithm.model_fields_set else "algorithm.name"
+        issues.append(ConfigIssue(field, None, message))
+
+    if algorithm.advantage == "rloo":  # TRL's RLOOTrainer: what it fixes
+        if algorithm.policy_loss != "clip":
+            issue("policy_loss", f"TRL's RLOOTrainer clips the sequence's ratio; it has no '{algorithm.policy_loss}' "
+                  "loss (use `backend: verl`, or policy_loss: clip)")
+        if algorithm.loss_aggregation != "sequence_sum":
+            issue("loss_aggregation", "TRL's RLOOTrainer sums a completion's tokens and averages completions; set "
+                  "loss_aggregation: sequence_sum (or use `backend: verl`)")
+        if algorithm.kl_coef > 0 and algorithm.kl_placement != "reward":
+            issue("kl_placement", "TRL's RLOOTrainer puts the KL in the reward; set kl_placement: reward "
+                  "(or use `backend: verl`)")
+        if algorithm.entropy_coef > 0:
+            issues.append(ConfigIssue("algorithm.entropy_coef", None,
+                                      "TRL's RLOOTrainer has no entropy bonus; set 0 (or use `backend: verl`)"))
+        if config.environment is not None:
+            issues.append(ConfigIssue("environment", None, "TRL's RLOOTrainer cannot run environment episodes "
+                                      "(no rollout_func); use algorithm grpo on TRL, or `backend: verl`"))
+    else:
+        if algorithm.loss_aggregation == "sequence_sum":
+            issue("loss_aggregation", "TRL sums per sequence only in RLOO (RLOOTrainer); choose grpo, dr_grpo or "
+                  "dapo, or use `backend: verl`")
+        if algorithm.kl_coef > 0 and algorithm.kl_placement == "reward":
+            issue("kl_placement", "TRL's GRPOTrainer puts the KL in the loss; set kl_placement: loss "
+                  "(or use `backend: verl`)")
+    return issues
+
+
 def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
-    issues = batch_issues(config) + _check_rollout(config)
+    issues = batch_issues(config) + _check_rollout(config) + _check_algorithm(config)
     cpu = config.resources.gpus_per_node == 0
     if config.model.dtype == "float16" and cpu and config.model.loader == "transformers":
         issues.append(ConfigIssue(
@@ -133,9 +179,9 @@ def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
         ))
     options = config.backend_options.get("trl", {})
     if options:
-        from trl import GRPOConfig
-
-        known = {f.name for f in dataclasses.fields(GRPOConfig)}
+        native_class = config_class(config)
+        class_name = native_class.__name__
+        known = {f.name for f in dataclasses.fields(native_class)}
         for key, value in options.items():
             if key in _OWNED:
                 issues.append(ConfigIssue(
@@ -144,16 +190,16 @@ def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
             elif key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
-                issues.append(ConfigIssue(f"backend_options.trl.{key}", None, f"not a GRPOConfig field{hint}"))
+                issues.append(ConfigIssue(f"backend_options.trl.{key}", None, f"not a {class_name} field{hint}"))
             elif key == "model_init_kwargs" and not isinstance(value, dict):
                 issues.append(ConfigIssue(
                     f"backend_options.trl.{key}", None, f"got {value!r}, expected a mapping (merged with model.dtype)"
                 ))
             else:
-                expected = _type_problem(GRPOConfig, key, value)
+                expected = _type_problem(native_class, key, value)
                 if expected:
                     issues.append(ConfigIssue(
-                        f"backend_options.trl.{key}", None, f"got {value!r}, expected {expected} (GRPOConfig.{key})"
+                        f"backend_options.trl.{key}", None, f"got {value!r}, expected {expected} ({class_name}.{key})"
                     ))
     return issues
 
@@ -371,6 +417,10 @@ def grpo_config_kwargs(
         **precision,
         **rollout_kwargs(config, engine),
     }
+    if algorithm.advantage == "rloo":  # fields RLOOConfig does not have (their meaning is fixed there)
+        for key in _GRPO_ONLY:
+            kwargs.pop(key)
+    kwargs.update(_policy_loss_kwargs(config))
     if config.model.revision:
         kwargs["model_init_kwargs"] = {**kwargs["model_init_kwargs"], "revision": config.model.revision}
     if optimizer.min_lr_ratio:
@@ -384,6 +434,27 @@ def grpo_config_kwargs(
     if config.backend_options.get("trl"):
         notes.append(f"backend_options.trl applied: {sorted(config.backend_options['trl'])}")
     return kwargs, notes
+
+
+_GRPO_ONLY = ("loss_type", "scale_rewards", "entropy_coef", "use_bias_correction_kl")
+
+
+def _policy_loss_kwargs(config: TrainingConfig) -> dict[str, Any]:
+    """The fields of the policy loss, advantage and KL placement. GRPOTrainer: `loss_type` carries both the
+    loss (cispo, sapo) and the aggregation; GSPO is the sequence-level ratio. RLOOTrainer has neither field:
+    its loss and aggregation are fixed (checked by _check_algorithm), its advantage is optionally whitened."""
+    algorithm = config.algorithm
+    if algorithm.advantage == "rloo":
+        return {"normalize_advantages": algorithm.reward_scaling == "batch"}
+    if algorithm.policy_loss == "cispo":
+        # TRL's cispo caps the ratio at epsilon_high itself (an absolute cap): retrain's 1 + clip_range_high.
+        return {"loss_type": "cispo", "epsilon_high": 1 + (algorithm.clip_range_high or algorithm.clip_range)}
+    if algorithm.policy_loss == "sapo":
+        return {"loss_type": "sapo", "sapo_temperature_pos": algorithm.sapo_temperature_pos,
+                "sapo_temperature_neg": algorithm.sapo_temperature_neg}
+    if algorithm.policy_loss == "gspo":
+        return {"importance_sampling_level": "sequence"}
+    return {}
 
 
 def peft_kwargs(config: TrainingConfig) -> dict[str, Any] | None:
@@ -414,7 +485,8 @@ def translate_config(
         "reward_funcs": ["retrain Scorer (one TRL reward function; components logged via log_metric)"],
         "peft_config": peft_kwargs(config),
     }
-    settings: dict[str, Any] = {"GRPOConfig": kwargs, "GRPOTrainer": trainer}
+    config_name, trainer_name = trainer_names(config)
+    settings: dict[str, Any] = {config_name: kwargs, trainer_name: trainer}
     if world_size(config) > 1:
         settings["launch"] = {
             "command": "accelerate launch --config_file <run dir>/trl/accelerate.yaml "
