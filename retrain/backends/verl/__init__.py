@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class VerlBackend:
     name = "verl"
     capabilities = Capabilities(
-        loss_aggregations=frozenset({"grpo", "dr_grpo", "dapo"}),
+        loss_aggregations=frozenset({"grpo", "dr_grpo", "dapo", "sequence_sum"}),
         reward_scalings=frozenset({"group", "none"}),
         lora=True,
         environments=True,
@@ -33,6 +33,11 @@ class VerlBackend:
         rollout_engines=frozenset({"transformers", "vllm"}),
         vllm_modes=frozenset({"colocate"}),  # verl starts and manages its own vLLM servers
         lr_schedulers=frozenset({"constant", "cosine"}),  # FSDPOptimizerConfig.lr_scheduler_type
+        # algorithm.adv_estimator, actor.policy_loss.loss_mode, use_kl_in_reward, the v1 trainer's filter_groups
+        advantages=frozenset({"grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "gae"}),
+        policy_losses=frozenset({"clip", "gspo", "cispo", "sapo"}),
+        kl_placements=frozenset({"loss", "reward"}),
+        dynamic_sampling=True,
     )
 
     def check_config(self, config: TrainingConfig) -> list[ConfigIssue]:

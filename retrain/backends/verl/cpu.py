@@ -233,3 +233,19 @@ for _name in ("verl.models.transformers.monkey_patch", "verl.utils.model"):
     _module = sys.modules.get(_name)
     if _module is not None and hasattr(_module, "is_trl_available"):
         setattr(_module, "is_trl_available", _no_trl)  # noqa: B010
+
+
+# PPO's critic: verl loads the value model as AutoModelForTokenClassification (one label) with
+# attn_implementation="flash_attention_2" written in, which no CPU has; the same model with sdpa.
+def _load_value_model(local_path, torch_dtype, model_config, trust_remote_code):
+    from transformers import AutoModelForTokenClassification
+
+    return AutoModelForTokenClassification.from_pretrained(
+        pretrained_model_name_or_path=local_path, torch_dtype=torch_dtype, config=model_config,
+        attn_implementation="sdpa", trust_remote_code=trust_remote_code,
+    )
+
+
+import verl.utils.model as _model  # noqa: E402
+
+_model.load_valuehead_model = _load_value_model  # type: ignore[assignment]

@@ -57,6 +57,7 @@ VERL_TO_NEUTRAL = {
     "response_length/mean": "completion_length/mean",
     "response_length/max": "completion_length/max",
     "actor/pg_clipfrac": "clip_ratio",
+    "critic/vf_loss": "critic/value_loss",  # PPO's critic (algorithm.advantage: gae)
 }
 # verl aggregates these by actor.loss_agg_mode; the neutral ones are token means over the batch, which they are
 # only under token-mean (loss_aggregation: dapo). Otherwise they are left out rather than reported differently.
@@ -72,8 +73,13 @@ def machine_overrides(config: TrainingConfig) -> list[str]:
         "reward.custom_reward_function.name=compute_score",
         "trainer.logger=[file]",
     ]
+    critic = config.algorithm.critic
+    if critic is not None and critic.model is None:
+        overrides.append(f"critic.model.path={config.model.name}")  # the critic starts from the policy's model
     gpus = config.resources.nodes * config.resources.gpus_per_node
     micro = batch_plan(config, gpu=gpus > 0).micro  # the same micro-batch TRL gets (retrain.core.batch)
+    if critic is not None:
+        overrides.append(f"critic.ppo_micro_batch_size_per_gpu={micro}")
     if gpus == 0:
         return overrides + _cpu_overrides(config, micro)
     overrides += [
@@ -123,6 +129,13 @@ def _cpu_overrides(config: TrainingConfig, micro: int) -> list[str]:
     ]
     if config.model.lora is not None:
         overrides.append("actor_rollout_ref.model.lora.merge=true")  # the rollout server takes merged weights
+    if config.algorithm.critic is not None:  # the critic's FSDP worker, as the actor's on a CPU
+        overrides += [
+            "critic.strategy=fsdp2",
+            "critic.model.use_remove_padding=false",
+            "+critic.model.override_config.attn_implementation=sdpa",
+            "+critic.fsdp.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}",
+        ]
     return overrides
 
 
@@ -138,6 +151,8 @@ def run_overrides(
         f"data.train_files={parquet}",
         f"data.val_files={parquet}",
         f"actor_rollout_ref.model.path={model_path}",
+        *([f"critic.model.path={model_path}"] if config.algorithm.critic is not None
+          and config.algorithm.critic.model is None else []),
         f"reward.custom_reward_function.path={Path(__file__).with_name('rewards.py')}",
         "reward.reward_manager.source=importlib",
         "reward.reward_manager.name=RetrainRewardManager",
@@ -194,14 +209,16 @@ class MetricsWatcher(threading.Thread):
 
     def __init__(
         self, run_dir: RunDir, progress: ProgressReporter, scorer: Scorer, first_step: int,
-        samples_per_step: int, batch_size: int, token_mean_losses: bool = True,
+        samples_per_step: int, batch_size: int, token_mean_losses: bool = True, group_size: int = 1,
     ):
         super().__init__(daemon=True)
         self.run_dir, self.progress, self.scorer = run_dir, progress, scorer
         self.samples_per_step = samples_per_step
         # verl's sync trainer scores exactly prompts x group rollouts per step, in step order, so the
         # breakdowns of step N are the N-th chunk of that size (the next step's may already be there).
-        self.batch_size = batch_size
+        # With dynamic sampling (algorithm.filter_groups) the step also scored the groups it dropped: verl
+        # logs how many, and they are the step's groups whose totals all agree (verl's own test).
+        self.batch_size, self.group_size = batch_size, group_size
         self._pending: list[dict[str, Any]] = []
         self.raw = run_dir.path / "verl" / "metrics.raw.jsonl"
         self.breakdowns = run_dir.path / "verl" / "breakdowns.jsonl"
@@ -219,6 +236,7 @@ class MetricsWatcher(threading.Thread):
     # the first reward failure (interrupting the main thread, the one waiting on verl).
     errors_offset: int | None = None
     reward_failure: str | None = None
+    dynamic_sampling = False  # set by `train` (algorithm.dynamic_sampling): the groups kept and dropped are logged
 
     def run(self) -> None:
         while not self.stop_event.wait(0.5):
@@ -246,11 +264,19 @@ class MetricsWatcher(threading.Thread):
                 continue
             breakdown_lines, self._breakdown_offset = self._new_lines(self.breakdowns, self._breakdown_offset)
             self._pending += [json.loads(b) for b in breakdown_lines]
-            samples, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
-            self._write(entry["step"], entry["data"], samples)
+            dropped = sum(int(entry["data"].get(f"training/filter_groups/{kind}", 0))
+                          for kind in ("evicted_samples", "discarded_surplus_samples"))
+            scored = self.batch_size + dropped * self.group_size
+            samples, self._pending = self._pending[:scored], self._pending[scored:]
+            if dropped:
+                samples = kept_groups(samples, self.batch_size // self.group_size)
+            self._write(entry["step"], entry["data"], samples, dropped)
 
-    def _write(self, step: int, data: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+    def _write(self, step: int, data: dict[str, Any], samples: list[dict[str, Any]], dropped: int = 0) -> None:
         record: dict[str, Any] = {"step": step}
+        if self.dynamic_sampling:
+            record["dynamic_sampling/groups_kept"] = self.batch_size // self.group_size
+            record["dynamic_sampling/groups_dropped"] = dropped
         for verl_name, neutral in VERL_TO_NEUTRAL.items():
             if verl_name in data:
                 record[neutral] = data[verl_name]
@@ -268,7 +294,7 @@ class MetricsWatcher(threading.Thread):
         breakdowns = [RewardBreakdown.from_dict(s["breakdown"]) for s in samples]
         summary = self.scorer.summarize(breakdowns)
         record["reward/std"] = summary.get("reward/std")
-        record["reward/zero_spread_groups"] = zero_spread_share(breakdowns)
+        record["reward/zero_spread_groups"] = zero_spread_share(breakdowns, [_group_of(s) for s in samples])
         record.update({k: v for k, v in summary.items() if not k.startswith("reward/")})
         record.update(episode_metrics([EpisodeStats(**s["episode"]) for s in samples if s.get("episode")]))
         masks = [s["trainable_mask"] for s in samples if "trainable_mask" in s]
@@ -290,15 +316,31 @@ class MetricsWatcher(threading.Thread):
         self.last_step = step
 
 
-def zero_spread_share(breakdowns: list[RewardBreakdown]) -> float | None:
+def _group_of(sample: dict[str, Any]) -> str:
+    return str(sample.get("group") or sample["breakdown"].get("rollout_id", ""))
+
+
+def kept_groups(samples: list[dict[str, Any]], groups: int) -> list[dict[str, Any]]:
+    """The samples of the groups a dynamic-sampling step trained on: those whose totals do not all agree
+    (verl's replay buffer drops the others), the first `groups` of them in scoring order."""
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for sample in samples:
+        by_group.setdefault(_group_of(sample), []).append(sample)
+    spread = [members for members in by_group.values()
+              if len(members) > 1 and statistics.pstdev([m["breakdown"]["total"] for m in members]) > 0]
+    return [sample for members in spread[:groups] for sample in members]
+
+
+def zero_spread_share(breakdowns: list[RewardBreakdown], groups: list[str] | None = None) -> float | None:
     """The share of the step's groups whose completions all got the same total (TRL's frac_reward_zero_std:
-    the group's reward std within 1e-8 of 0). A group is one prompt row: its rollouts share `row<index>`."""
-    groups: dict[str, list[float]] = {}
-    for breakdown in breakdowns:
-        groups.setdefault(breakdown.rollout_id, []).append(breakdown.total)
-    if not groups:
+    the group's reward std within 1e-8 of 0). A group is one generation of one prompt (`groups`, verl's uid);
+    without those, one prompt row: its rollouts share `row<index>`."""
+    totals: dict[str, list[float]] = {}
+    for i, breakdown in enumerate(breakdowns):
+        totals.setdefault(groups[i] if groups else breakdown.rollout_id, []).append(breakdown.total)
+    if not totals:
         return None
-    return sum(statistics.pstdev(totals) <= 1e-8 for totals in groups.values()) / len(groups)
+    return sum(statistics.pstdev(values) <= 1e-8 for values in totals.values()) / len(totals)
 
 
 def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -> TrainResult:
@@ -354,7 +396,9 @@ def train(config: TrainingConfig, run_dir: RunDir, progress: ProgressReporter) -
     watcher = MetricsWatcher(run_dir, progress, Scorer.from_config(config), first_step,
                              config.training.samples_per_step,
                              config.algorithm.prompts_per_step * config.algorithm.group_size,
-                             token_mean_losses=config.algorithm.loss_aggregation == "dapo")
+                             token_mean_losses=config.algorithm.loss_aggregation == "dapo",
+                             group_size=config.algorithm.group_size)
+    watcher.dynamic_sampling = config.algorithm.dynamic_sampling
     watcher.learning_rate_at = learning_rate_schedule(composed)
     errors_seen = _reward_errors_file(run_dir).stat().st_size if _reward_errors_file(run_dir).exists() else 0
     if config.rewards.on_error == "fail" and threading.current_thread() is threading.main_thread():

@@ -31,6 +31,7 @@ from retrain.core.scoring import Scorer
 from retrain.environments.episode import EPISODE_FIELD, completion_from_record
 
 COMPLETION_TOKEN_IDS = "retrain_completion_token_ids"
+GROUP_ID = "retrain_group"
 
 
 def _reward_manager_class() -> type:
@@ -46,6 +47,8 @@ def _reward_manager_class() -> type:
             length = int(item.batch["attention_mask"][-response_ids.shape[-1]:].sum())
             extra_info = dict(item.non_tensor_batch.get("extra_info") or {})
             extra_info[COMPLETION_TOKEN_IDS] = response_ids[:length].tolist()
+            if "uid" in item.non_tensor_batch:  # the group (one prompt's rollouts in one generation)
+                extra_info[GROUP_ID] = str(item.non_tensor_batch["uid"])
             data.non_tensor_batch["extra_info"] = np.array([extra_info], dtype=object)
             return await super().run_single(data)
 
@@ -109,7 +112,8 @@ async def compute_score(
         _append(errors_path, " ".join(str(exc).split()))
         raise
     record: dict[str, Any] = {
-        "prompt": rollout.prompt, "completion": rollout.completion, "breakdown": breakdown.to_dict()
+        "prompt": rollout.prompt, "completion": rollout.completion, "breakdown": breakdown.to_dict(),
+        "group": extra_info.get(GROUP_ID),
     }
     if episode is not None:
         episode_info = extra_info[EPISODE_FIELD]

@@ -12,8 +12,13 @@ from retrain.core.config import TrainingConfig
 VERL_STD_EPSILON = 1e-6
 # verl's low_var_kl clamps each token's estimate to [-10, 10] (core_algos.kl_penalty_forward).
 VERL_KL_CLAMP = 10.0
-_AGGREGATION = {"token-mean": "dapo", "seq-mean-token-mean": "grpo", "seq-mean-token-sum-norm": "dr_grpo"}
-_POLICY_LOSS = {"vanilla": "clipped, per token", "gspo": "clipped, per sequence"}
+_AGGREGATION = {"token-mean": "dapo", "seq-mean-token-mean": "grpo", "seq-mean-token-sum-norm": "dr_grpo",
+                "seq-mean-token-sum": "sequence_sum"}
+_POLICY_LOSS = {"vanilla": "clipped, per token", "gspo": "clipped, per sequence",
+                "cispo": "cispo (stop-gradient, capped), per token", "sapo": "sapo (soft gate), per token"}
+_ESTIMATOR = {"reinforce_plus_plus": "reinforce_pp", "reinforce_plus_plus_baseline": "reinforce_pp_baseline"}
+# The estimators that whiten their advantages over the batch themselves (core_algos: masked_whiten).
+_WHITENED = {"reinforce_plus_plus", "reinforce_plus_plus_baseline", "gae"}
 _KL_ESTIMATOR = {"low_var_kl": "k3", "kl": "k1", "k1": "k1", "mse": "k2", "k2": "k2", "abs": "abs", "k3": "k3"}
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "bfloat16": "bfloat16", "float16": "float16",
            "float32": "float32"}
@@ -47,6 +52,11 @@ def settings_of(composed: dict[str, Any]) -> dict[str, Any]:
     in_reward = bool(algorithm.get("use_kl_in_reward"))
     correction = (algorithm.get("rollout_correction") or {}).get("rollout_is")
     aggregation = _AGGREGATION.get(actor["loss_agg_mode"], actor["loss_agg_mode"])
+    loss_mode = actor["policy_loss"]["loss_mode"]
+    if loss_mode == "sapo":  # compute_policy_loss_sapo aggregates seq-mean-token-mean whatever loss_agg_mode says
+        aggregation = "grpo"
+    estimator = algorithm["adv_estimator"]
+    filter_groups = algorithm.get("filter_groups") or {}
     eps = (optim.get("override_optimizer_config") or {}).get("eps", 1e-8)  # torch AdamW's default
     settings: dict[str, Any] = {
         "optimizer.name": "AdamW" if optim["optimizer"] == "AdamW" and optim["optimizer_impl"] == "torch.optim"
@@ -83,21 +93,25 @@ def settings_of(composed: dict[str, Any]) -> dict[str, Any]:
         "precision.weights": weights,
         "precision.compute": _DTYPES.get(str(mixed.get("param_dtype", "bf16")), str(mixed.get("param_dtype"))),
         "kl.coef": actor["kl_loss_coef"] if use_kl else (algorithm["kl_ctrl"]["kl_coef"] if in_reward else 0.0),
-        "kl.estimator": _KL_ESTIMATOR.get(actor["kl_loss_type"], actor["kl_loss_type"]),
+        "kl.estimator": _KL_ESTIMATOR.get(actor["kl_loss_type"], actor["kl_loss_type"]) if use_kl
+        else _KL_ESTIMATOR.get(algorithm["kl_penalty"], algorithm["kl_penalty"]) if in_reward else "off",
         "kl.placement": "loss" if use_kl else "reward" if in_reward else "none",
         "kl.importance_weighted": False,
         "kl.clamp": f"[-{VERL_KL_CLAMP:g}, {VERL_KL_CLAMP:g}]" if use_kl and actor["kl_loss_type"] == "low_var_kl"
         else "none",
-        "clip.low": actor["clip_ratio_low"],
-        "clip.high": actor["clip_ratio_high"],
-        "clip.dual": f"c {actor['clip_ratio_c']:g}",
+        # cispo's lower clamp at 1 - 1.0 never binds; sapo has no clip; only the vanilla loss has the dual clip.
+        "clip.low": None if loss_mode == "sapo" or (loss_mode == "cispo" and actor["clip_ratio_low"] >= 1)
+        else actor["clip_ratio_low"],
+        "clip.high": None if loss_mode == "sapo" else actor["clip_ratio_high"],
+        "clip.dual": f"c {actor['clip_ratio_c']:g}" if loss_mode == "vanilla" else "none",
         "loss.aggregation": aggregation,
-        "loss.ratio": _POLICY_LOSS.get(actor["policy_loss"]["loss_mode"], actor["policy_loss"]["loss_mode"]),
+        "loss.ratio": _POLICY_LOSS.get(loss_mode, loss_mode),
         "loss.masks_truncated": False,
         "entropy.coef": actor["entropy_coeff"],
-        "advantage.estimator": algorithm["adv_estimator"],
-        "advantage.scaling": "group" if algorithm["norm_adv_by_std_in_grpo"] else "none",
-        "advantage.std_epsilon": VERL_STD_EPSILON,
+        "advantage.estimator": _ESTIMATOR.get(estimator, estimator),
+        "advantage.scaling": "batch" if estimator in _WHITENED else
+        "group" if estimator == "grpo" and algorithm["norm_adv_by_std_in_grpo"] else "none",
+        "batch.dynamic_sampling": bool(filter_groups.get("enable")),
         # rollout_is: truncated importance sampling at the threshold (verl/trainer/ppo/rollout_corr_helper.py)
         "rollout.importance_sampling": (
             f"per {correction}, truncated at {algorithm['rollout_correction']['rollout_is_threshold']:g}"
@@ -107,6 +121,17 @@ def settings_of(composed: dict[str, Any]) -> dict[str, Any]:
         "model.lora": [model["lora_rank"], model["lora_alpha"], 0.0, model["target_modules"]]
         if model.get("lora_rank") else None,
     }
+    if settings["advantage.scaling"] == "group":
+        settings["advantage.std_epsilon"] = VERL_STD_EPSILON
+    elif settings["advantage.scaling"] == "batch":
+        settings["advantage.std_epsilon"] = 1e-8  # verl_F.masked_whiten
+    if loss_mode == "sapo":
+        settings["loss.sapo_temperatures"] = [actor["tau_pos"], actor["tau_neg"]]
+    if estimator == "gae":
+        critic = composed["critic"]
+        settings.update({"critic.lr": critic["optim"]["lr"], "critic.value_clip": critic["cliprange_value"],
+                         "critic.gae": [algorithm["gamma"], algorithm["lam"]],
+                         "critic.warmup_steps": trainer["critic_warmup"]})
     if aggregation == "dapo":  # agg_loss token-mean over the mini-batch's tokens (batch_num_tokens)
         settings["loss.token_mean_over"] = "the batch's tokens" if mini_batches == 1 else "the mini-batch's tokens"
     if aggregation == "dr_grpo":

@@ -42,7 +42,11 @@ ACTOR = "actor_rollout_ref.actor"
 ROLLOUT = "actor_rollout_ref.rollout"
 MODEL = "actor_rollout_ref.model"
 
-LOSS_AGG_MODE = {"grpo": "seq-mean-token-mean", "dapo": "token-mean", "dr_grpo": "seq-mean-token-sum-norm"}
+LOSS_AGG_MODE = {"grpo": "seq-mean-token-mean", "dapo": "token-mean", "dr_grpo": "seq-mean-token-sum-norm",
+                 "sequence_sum": "seq-mean-token-sum"}
+ADV_ESTIMATOR = {"grpo": "grpo", "rloo": "rloo", "reinforce_pp": "reinforce_plus_plus",
+                 "reinforce_pp_baseline": "reinforce_plus_plus_baseline", "gae": "gae"}
+LOSS_MODE = {"clip": "vanilla", "gspo": "gspo", "cispo": "cispo", "sapo": "sapo"}
 NORM_ADV_BY_STD = {"group": True, "none": False}  # verl's GRPO estimator has no batch-level std
 
 
@@ -70,6 +74,11 @@ def check_translation(config: TrainingConfig) -> list[ConfigIssue]:
         issues.append(ConfigIssue(
             "training.log_every", None, "verl logs every step; remove training.log_every (or set 1)"
         ))
+    algorithm = config.algorithm
+    if algorithm.advantage == "rloo" and algorithm.reward_scaling != "none":
+        field = "algorithm.reward_scaling" if "reward_scaling" in algorithm.model_fields_set else "algorithm.name"
+        issues.append(ConfigIssue(field, None, "verl's RLOO advantage is not scaled; set reward_scaling: none "
+                                  "(TRL's RLOOTrainer whitens it over the batch with 'batch': use `backend: trl`)"))
     issues += owned_option_issues(config)
     if config.backend_options.get("verl") and not issues:
         issues += _check_options(config)
@@ -146,9 +155,21 @@ def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
 # Every verl key retrain sets from its own schema, and the field that sets it: a backend_options.verl
 # override of one of these is an error naming the field (the neutral config must say what ran).
 OWNED: dict[str, str] = {
-    "algorithm.adv_estimator": "algorithm.name",
+    "algorithm.adv_estimator": "algorithm.advantage",
     "algorithm.norm_adv_by_std_in_grpo": "algorithm.reward_scaling",
-    "algorithm.use_kl_in_reward": "algorithm.kl_coef",
+    "algorithm.use_kl_in_reward": "algorithm.kl_placement",
+    "algorithm.kl_penalty": "algorithm.kl_placement",
+    "algorithm.kl_ctrl": "algorithm.kl_coef",
+    "algorithm.filter_groups": "algorithm.dynamic_sampling",
+    "algorithm.gamma": "algorithm.critic.gamma",
+    "algorithm.lam": "algorithm.critic.lam",
+    f"{ACTOR}.policy_loss.loss_mode": "algorithm.policy_loss",
+    f"{ACTOR}.tau_pos": "algorithm.sapo_temperature_pos",
+    f"{ACTOR}.tau_neg": "algorithm.sapo_temperature_neg",
+    "critic.optim.lr": "algorithm.critic.learning_rate",
+    "critic.cliprange_value": "algorithm.critic.value_clip",
+    "critic.model.path": "algorithm.critic.model",
+    "trainer.critic_warmup": "algorithm.critic.warmup_steps",
     "algorithm.rollout_correction.rollout_is": "rollout.importance_sampling_correction",
     "algorithm.rollout_correction.rollout_is_threshold": "rollout.importance_sampling_cap",
     f"{ROLLOUT}.n": "algorithm.group_size",
@@ -213,9 +234,10 @@ def algorithm_overrides(config: TrainingConfig) -> list[str]:
     algorithm, training, optimizer = config.algorithm, config.training, config.optimizer
     clip_high = algorithm.clip_range_high or algorithm.clip_range
     overrides: dict[str, Any] = {
-        "algorithm.adv_estimator": "grpo",
+        "algorithm.adv_estimator": ADV_ESTIMATOR[algorithm.advantage],
         "algorithm.norm_adv_by_std_in_grpo": NORM_ADV_BY_STD.get(algorithm.reward_scaling, True),
-        "algorithm.use_kl_in_reward": False,
+        "algorithm.use_kl_in_reward": algorithm.kl_coef > 0 and algorithm.kl_placement == "reward",
+        f"{ACTOR}.policy_loss.loss_mode": LOSS_MODE[algorithm.policy_loss],
         f"{ROLLOUT}.n": algorithm.group_size,
         "data.train_batch_size": algorithm.prompts_per_step,
         f"{ACTOR}.ppo_mini_batch_size": algorithm.prompts_per_step // algorithm.mini_batches,
@@ -230,7 +252,7 @@ def algorithm_overrides(config: TrainingConfig) -> list[str]:
         f"{ACTOR}.optim.lr_warmup_steps": optimizer.warmup_for(algorithm.max_steps),
         f"{ACTOR}.optim.lr_warmup_steps_ratio": 0.0,
         f"{ACTOR}.optim.min_lr_ratio": optimizer.min_lr_ratio,
-        f"{ACTOR}.use_kl_loss": algorithm.kl_coef > 0,
+        f"{ACTOR}.use_kl_loss": algorithm.kl_coef > 0 and algorithm.kl_placement == "loss",
         f"{ACTOR}.kl_loss_coef": algorithm.kl_coef,
         f"{ACTOR}.kl_loss_type": "low_var_kl",  # k3, the estimator TRL uses
         f"{ACTOR}.clip_ratio_low": algorithm.clip_range,
@@ -268,12 +290,48 @@ def algorithm_overrides(config: TrainingConfig) -> list[str]:
     if algorithm.loss_aggregation == "dr_grpo":
         # TRL's Dr. GRPO divides by max_completion_length; verl defaults to the padded batch width.
         overrides[f"{ACTOR}.loss_scale_factor"] = algorithm.max_completion_tokens
+    overrides.update(_algorithm_parts(config))
     if config.model.lora is not None:
         lora = config.model.lora
         overrides[f"{MODEL}.lora_rank"] = lora.r
         overrides[f"{MODEL}.lora_alpha"] = lora.alpha
         overrides[f"{MODEL}.target_modules"] = lora.target_modules
     return [f"{key}={_value(value)}" for key, value in overrides.items()]
+
+
+def _algorithm_parts(config: TrainingConfig) -> dict[str, Any]:
+    """KL in the reward, the policy losses' own knobs, dynamic sampling and the critic."""
+    algorithm = config.algorithm
+    overrides: dict[str, Any] = {}
+    if algorithm.kl_coef > 0 and algorithm.kl_placement == "reward":
+        # k1 of the rollout-time log-probs per token, summed into the reward (TRL's RLOOTrainer's estimate);
+        # a fixed coefficient (verl's adaptive controller is not a neutral option).
+        overrides["algorithm.kl_penalty"] = "kl"
+        overrides["algorithm.kl_ctrl.type"] = "fixed"
+        overrides["algorithm.kl_ctrl.kl_coef"] = algorithm.kl_coef
+    if algorithm.policy_loss == "cispo":
+        # TRL's cispo has no lower bound: verl's clamp at 1 - 1.0 = 0 never binds (a ratio is positive).
+        overrides[f"{ACTOR}.clip_ratio_low"] = 1.0
+    if algorithm.policy_loss == "sapo":
+        overrides[f"{ACTOR}.tau_pos"] = algorithm.sapo_temperature_pos
+        overrides[f"{ACTOR}.tau_neg"] = algorithm.sapo_temperature_neg
+    if algorithm.dynamic_sampling:
+        # The v1 trainer's replay buffer drops groups whose reward ("reward": the Scorer's total, before any KL)
+        # all agree, and generates more prompts until the batch is full.
+        overrides["+algorithm.filter_groups"] = {"enable": True, "metric": "reward", "max_num_gen_batches": 0,
+                                                 "max_inflight_gen_batches": 1}
+    critic = algorithm.critic
+    if critic is not None:
+        overrides["algorithm.gamma"] = critic.gamma
+        overrides["algorithm.lam"] = critic.lam
+        overrides["critic.optim.lr"] = critic.learning_rate
+        overrides["critic.optim.weight_decay"] = config.optimizer.weight_decay
+        overrides["critic.cliprange_value"] = critic.value_clip
+        overrides["critic.data_loader_seed"] = config.training.seed
+        overrides["trainer.critic_warmup"] = critic.warmup_steps
+        if critic.model is not None:
+            overrides["critic.model.path"] = critic.model
+    return overrides
 
 
 def backend_option_overrides(config: TrainingConfig) -> list[str]:
@@ -295,15 +353,16 @@ def compose(overrides: list[str]) -> Any:
 
 def validate(composed: Any) -> None:
     """verl's own checks (batch arithmetic, micro-batch sizes, ...)."""
-    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.trainer.ppo.utils import need_reference_policy
     from verl.utils.config import validate_config
 
     # verl prints "all checks passed" and warns that GRPO has no critic: neither helps a user.
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore", message="Disabled critic")
-        validate_config(
-            composed, use_reference_policy=need_reference_policy(composed), use_critic=need_critic(composed)
-        )
+        # The critic's checks build its model config, which loads the tokenizer from critic.model.path: a
+        # download for a hub name, so not here (translate has no side effects). Its batch sizes are the actor's
+        # (machine_overrides), which these checks cover; verl checks the critic again when it starts.
+        validate_config(composed, use_reference_policy=need_reference_policy(composed), use_critic=False)
 
 
 def translate_config(config: TrainingConfig, hardware_overrides: list[str] | None = None) -> NativeConfig:
