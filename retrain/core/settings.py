@@ -59,10 +59,16 @@ SETTINGS: list[tuple[str, str]] = [
     ("loss.dr_grpo_divisor", "Dr. GRPO's constant divisor"),
     ("loss.token_mean_over", "dapo: the tokens an update's loss is divided by"),
     ("loss.masks_truncated", "truncated completions left out of the loss"),
+    ("loss.sapo_temperatures", "SAPO's gate temperatures (positive, other advantages)"),
+    ("batch.dynamic_sampling", "groups whose rewards all agree dropped and refilled (DAPO)"),
     ("entropy.coef", "entropy bonus coefficient"),
     ("advantage.estimator", "advantage estimator"),
     ("advantage.scaling", "advantages divided by the std of"),
     ("advantage.std_epsilon", "epsilon added to that std"),
+    ("critic.lr", "the critic's learning rate"),
+    ("critic.value_clip", "the critic's value clip"),
+    ("critic.gae", "GAE's gamma and lambda"),
+    ("critic.warmup_steps", "steps that train only the critic"),
     ("rollout.importance_sampling", "correction for the sampler's numerics (vLLM)"),
     ("model.gradient_checkpointing", "gradient checkpointing (memory only)"),
     ("model.lora", "LoRA adapters (r, alpha, dropout, targets)"),
@@ -86,6 +92,24 @@ DECLARED: dict[str, str] = {
                             "batch's tokens / mini_batches (an average), verl's by that mini-batch's own tokens "
                             "(the same when every mini-batch has as many tokens)",
 }
+
+# Differences declared only between these values (a difference in other values of the key is not covered).
+DECLARED_VALUES: dict[str, list[tuple[frozenset[str], str]]] = {
+    "loss.ratio": [(
+        frozenset({"clipped, whole sequence", "clipped, per token"}),
+        "RLOO: TRL's RLOOTrainer clips the completion's whole ratio (exp of its summed log-ratios), verl clips each "
+        "token's: the same gradient while the policy has not moved (updates_per_batch 1, one mini-batch), different "
+        "after; their `loss` values differ too (TRL: -A per completion, verl: -A x its tokens)",
+    )],
+}
+
+
+def declared_reason(key: str, values: list[Any]) -> str | None:
+    """Why these values of `key` may differ, if that is declared."""
+    if key in DECLARED:
+        return DECLARED[key]
+    distinct = frozenset(str(value) for value in values)
+    return next((reason for allowed, reason in DECLARED_VALUES.get(key, []) if distinct == allowed), None)
 
 
 @dataclass
@@ -119,7 +143,7 @@ def compare_settings(effective: dict[str, dict[str, Any]]) -> list[SettingsRow]:
         values = {backend: settings[key] for backend, settings in effective.items() if key in settings}
         differs = len(values) < len(effective) or not _same(list(values.values()))
         rows.append(SettingsRow(key, DESCRIPTIONS.get(key, ""), values, differs,
-                                DECLARED.get(key) if differs else None))
+                                declared_reason(key, list(values.values())) if differs else None))
     return rows
 
 

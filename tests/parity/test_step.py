@@ -55,6 +55,12 @@ CASES: dict[str, dict[str, Any]] = {
     "weight decay + warmup + cosine": {"algorithm": {"max_steps": 3},
                                        "optimizer": {"weight_decay": 0.1, "warmup_steps": 1,
                                                      "lr_scheduler": "cosine"}},
+    # The policy losses of algorithm.name gspo / cispo / sapo, with a second pass over the batch so that the
+    # ratios have moved from 1 (where each loss's clip, cap or gate acts).
+    "gspo, 2 passes": {"algorithm": {"name": "gspo", "updates_per_batch": 2, "clip_range": 0.2,
+                                     "clip_range_high": 0.28}},
+    "cispo, 2 passes": {"algorithm": {"name": "cispo", "updates_per_batch": 2, "clip_range_high": 0.28}},
+    "sapo, 2 passes": {"algorithm": {"name": "sapo", "updates_per_batch": 2}},
 }
 DEFAULT = {"dapo", "kl+lora", "mini_batches 2"}  # the rest runs in the slow suite
 
