@@ -112,6 +112,8 @@ def translate(
     except RetrainError as exc:
         _fail(exc, config)
     else:
+        expanded = ", ".join(f"{key}: {value}" for key, value in resolved.algorithm.expanded().items())
+        print(f"# algorithm '{resolved.algorithm.name}' expands to: {expanded}")
         print(native.render())
 
 
@@ -124,15 +126,18 @@ def compare(
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", help="Where the compare-<name>-<time>/ folder goes.")
     ] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="A grid: FIELD=A,B,... (any dotted field, e.g. algorithm.name=grpo,rloo,dapo); every "
+        "value on every backend, one report. Repeat for more fields (every combination).")] = None,
 ) -> None:
     """Train one config on several backends (same seed, data and rewards) and report them side by side:
-    report.md, report.json and PNG plots."""
+    report.md, report.json and PNG plots. With --set, each variant of the config on each backend."""
     from retrain.compare import compare as compare_backends
-    from retrain.compare import parse_backends
+    from retrain.compare import parse_backends, parse_sets
 
     try:
         result = compare_backends(config, parse_backends(backends), model=model, max_steps=max_steps,
-                                  output_dir=output_dir, console=console)
+                                  output_dir=output_dir, console=console, variants=parse_sets(set_ or []))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the runs so far and their report are kept")
         raise typer.Exit(130) from None

@@ -1,15 +1,19 @@
 """`retrain compare`: one config, trained on several backends, reported side by side.
 
 Every backend gets the same config (same seed, data, rewards and algorithm options); only
-`backend` changes. The config is validated for every backend before any training starts, so an
-option one backend cannot honour costs seconds, not a finished run on the other. A backend whose
-run fails is reported as failed and the others still run.
+`backend` changes. With `--set field=a,b` the comparison is a grid: every variant of the config on
+every backend (e.g. `--set algorithm.name=grpo,rloo,dapo`), one run per cell, one report. Every
+config is validated before any training starts, so an option one backend cannot honour costs
+seconds, not a finished run on the other. A run that fails is reported as failed and the others
+still run.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,20 +59,94 @@ def parse_backends(text: str) -> list[str]:
     return backends
 
 
-def _validate_all(config: ConfigLike, backends: list[str], overrides: dict[str, Any]) -> dict[str, TrainingConfig]:
-    """The config validated for each backend; every backend's problems at once, each labelled."""
+@dataclass(frozen=True)
+class Variant:
+    """One cell of a `--set` grid: the fields it sets, and its name in labels ("" for the config as written)."""
+
+    name: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def label(self, backend: str) -> str:
+        return f"{backend} {self.name}" if self.name else backend
+
+
+def parse_sets(options: list[str]) -> list[Variant]:
+    """`--set field=a,b,c` options -> the variants of their grid (every combination). Values are read as YAML
+    scalars (1e-5, true, grpo); a label shows each variant's values, or field=value when several fields vary."""
+    import yaml
+
+    axes: list[tuple[str, list[Any], list[str]]] = []
+    for option in options:
+        dotted, equals, values = option.partition("=")
+        dotted = dotted.strip()
+        texts = [text.strip() for text in values.split(",") if text.strip()]
+        if not equals or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", dotted) or not texts:
+            raise ConfigError([ConfigIssue("--set", None, f"{option!r}: write a dotted field and its values, e.g. "
+                                           "--set algorithm.name=grpo,rloo")])
+        if any(dotted == other for other, _, _ in axes):
+            raise ConfigError([ConfigIssue("--set", None, f"{dotted} is set twice; give its values in one --set")])
+        if len(set(texts)) != len(texts):
+            raise ConfigError([ConfigIssue("--set", None, f"{option!r} names a value twice")])
+        axes.append((dotted, [_scalar(yaml.safe_load(text)) for text in texts], texts))
+    if not axes:
+        return [Variant()]
+    variants = []
+    for combination in itertools.product(*[list(zip(values, texts, strict=True)) for _, values, texts in axes]):
+        names = [text if len(axes) == 1 else f"{dotted.rsplit('.', 1)[-1]}={text}"
+                 for (dotted, _, _), (_, text) in zip(axes, combination, strict=True)]
+        variants.append(Variant(" ".join(names), {dotted: value for (dotted, _, _), (value, _) in
+                                                  zip(axes, combination, strict=True)}))
+    return variants
+
+
+def _scalar(value: Any) -> Any:
+    """YAML 1.1 reads 1e-5 (no dot) as a string; a value that is a number is one."""
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                continue
+    return value
+
+
+def _validate_all(config: ConfigLike, backends: list[str], overrides: dict[str, Any],
+                  variants: list[Variant] | None = None) -> dict[str, TrainingConfig]:
+    """Every (variant, backend) config validated, by label; every problem at once, each labelled."""
     issues: list[ConfigIssue] = []
     source = None
     resolved: dict[str, TrainingConfig] = {}
-    for backend in backends:
-        try:
-            resolved[backend] = load_config(config, backend=backend, **overrides)
-        except ConfigError as exc:
-            source = exc.source
-            issues += [ConfigIssue(i.field, i.line, f"(backend {backend}) {i.message}") for i in exc.issues]
+    for variant in variants or [Variant()]:
+        for backend in backends:
+            label = variant.label(backend)
+            try:
+                resolved[label] = load_config(config, backend=backend, fields=variant.fields, **overrides)
+            except ConfigError as exc:
+                source = exc.source
+                where = f"backend {backend}" + (f", --set {variant.name}" if variant.name else "")
+                issues += [ConfigIssue(i.field, i.line, f"({where}) {i.message}") for i in exc.issues]
     if issues:
         raise ConfigError(issues, source=source)
     return resolved
+
+
+VARIED = "set by the --set variants (differs between them, not between the backends of one variant)"
+
+
+def grid_settings(configs: dict[str, TrainingConfig], variants: list[Variant],
+                  backends: list[str]) -> tuple[list[SettingsRow], list[SettingsRow]]:
+    """The effective settings of every run side by side, and the undeclared differences between the backends of
+    one variant. A row that differs only between variants is marked as the variants' doing, not as a bug."""
+    rows = compare_configs(configs)
+    within: dict[str, SettingsRow] = {}
+    for variant in variants:
+        for row in undeclared(compare_configs({b: configs[variant.label(b)] for b in backends})):
+            within.setdefault(row.key, row)
+    if len(variants) > 1:
+        for row in rows:
+            if row.differs and row.reason is None and row.key not in within:
+                row.reason = VARIED
+    return rows, list(within.values())
 
 
 def _run_dir_of(parent: Path, backend: str) -> Path | None:
@@ -86,24 +164,28 @@ def compare(
     output_dir: str | Path | None = None,
     console: Console | None = None,
     show_progress: bool = True,
+    variants: list[Variant] | None = None,
 ) -> Comparison:
-    """Train `config` on each backend in turn, then write the report into a new folder
-    `<output_dir>/compare-<name>-<time>/` (output_dir defaults to the config's training.output_dir)."""
+    """Train `config` on each backend in turn (each variant of it, with `variants`: see `parse_sets`), then
+    write the report into a new folder `<output_dir>/compare-<name>-<time>/` (output_dir defaults to the
+    config's training.output_dir)."""
     console = console or Console(stderr=True)
-    configs = _validate_all(config, backends, {"model": model, "max_steps": max_steps})
-    first = configs[backends[0]]
+    variants = variants or [Variant()]
+    configs = _validate_all(config, backends, {"model": model, "max_steps": max_steps}, variants)
+    labels = list(configs)
+    first = configs[labels[0]]
     name = first.training.run_name or (first.source_path.stem if first.source_path else "run")
     folder = RunDir.create(output_dir if output_dir is not None else first.training.output_dir, f"compare-{name}").path
-    console.print(f"[bold]retrain compare[/]: {', '.join(backends)} -> {escape(str(folder))}")
+    console.print(f"[bold]retrain compare[/]: {', '.join(labels)} -> {escape(str(folder))}")
 
-    settings = compare_configs(configs)
-    different = undeclared(settings)
+    settings, different = grid_settings(configs, variants, backends)
     if different:
         names = ", ".join(row.key for row in different)
         console.print(f"[yellow]warning:[/] the backends will not train the same way: {names} differ (see the "
                       "report's effective settings, or `retrain translate CONFIG --backends ...`)", soft_wrap=True)
     runs: list[RunData] = []
-    title = f"retrain compare: {name} on {', '.join(backends)}"
+    title = f"retrain compare: {name} on {', '.join(backends)}" + (
+        f" x {', '.join(v.name for v in variants)}" if variants[0].name else "")
     baseline = None
     if first.evaluation is not None and first.evaluation.before:
         # The base model, evaluated once: the same model, prompts and settings for every backend's run.
@@ -112,8 +194,8 @@ def compare(
         baseline = evaluate(first, first.model.name, console=console if show_progress else None)
         write_result(folder, baseline, step=0)
     try:
-        for backend in backends:
-            runs.append(_train_one(configs[backend], folder, console, show_progress, baseline))
+        for label in labels:
+            runs.append(_train_one(configs[label], folder, console, show_progress, baseline, label))
     except BaseException:
         if runs:  # interrupted: what finished is still reported
             console.print(f"report of the finished runs: "
@@ -126,22 +208,25 @@ def compare(
 
 
 def _train_one(config: TrainingConfig, folder: Path, console: Console, show_progress: bool,
-               baseline: Any = None) -> RunData:
-    """One backend's run, in `folder/<backend>-<time>/`; a failure is recorded, not raised."""
+               baseline: Any = None, label: str | None = None) -> RunData:
+    """One run, in `folder/<label>-<time>/` (label: the backend, and the variant in a grid); a failure is
+    recorded, not raised."""
     backend = config.backend
+    label = label or backend
+    run_name = re.sub(r"[^\w.=-]+", "-", label)
     config.training.output_dir = str(folder)
-    config.training.run_name = backend
+    config.training.run_name = run_name
     try:
         summary = run_sync(config, console=console, show_progress=show_progress, evaluation_baseline=baseline)
     except RetrainError as exc:
-        console.print(f"[red]{backend} failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        run_dir = _run_dir_of(folder, backend)
+        console.print(f"[red]{label} failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        run_dir = _run_dir_of(folder, run_name)
         if run_dir is None:  # failed before its run directory existed
-            return RunData(backend, folder / backend, backend, [], {"status": "failed"}, error=str(exc))
-        failed = load_run(run_dir, label=backend)
+            return RunData(label, folder / run_name, backend, [], {"status": "failed"}, error=str(exc))
+        failed = load_run(run_dir, label=label)
         failed.error = str(exc)
         return failed
-    return load_run(summary["run_dir"], label=backend)
+    return load_run(summary["run_dir"], label=label)
 
 
 def _settings_of(runs: list[RunData]) -> list[SettingsRow] | None:

@@ -39,9 +39,24 @@ def apply_overrides(
     model: str | None = None,
     max_steps: int | None = None,
     output_dir: str | Path | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Command-line overrides on raw config data (before validation, so errors keep their lines)."""
+    """Command-line overrides on raw config data (before validation, so errors keep their lines). `fields`:
+    dotted field paths and values (`retrain compare --set`), set as if written in the file."""
     data = copy.deepcopy(data)
+    for dotted, value in (fields or {}).items():
+        node = data
+        *parents, last = dotted.split(".")
+        for part in parents:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError([ConfigIssue(dotted, None, f"`{part}` is not a section; check the --set path")])
+            else:
+                child = node[part] = dict(child)
+            node = child
+        node[last] = value
     if backend is not None:
         data["backend"] = backend
     if model is not None:
