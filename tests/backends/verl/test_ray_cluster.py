@@ -7,13 +7,6 @@ freed every resource it held while the cluster lives on, and stops the cluster b
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,47 +15,16 @@ import pytest
 
 from retrain.core.run import run_sync
 from retrain.testing.openai_server import free_port
+from tests.ray_cluster import CLUSTER
+from tests.ray_cluster import ray_head as start_ray_head
 from tests.tiny_runs import QUIET, metrics, tiny_config
-
-CLUSTER = {"CPU": 16.0, "GPU": 1.0}
 
 
 @pytest.fixture
-def ray_head(tmp_path, monkeypatch) -> Iterator[tuple[str, subprocess.Popen]]:
-    # Ray 2.60 clusters use token authentication; a driver given an explicit address sends the
-    # token (~/.ray/auth_token, which the head creates) only when told to.
+def ray_head(tmp_path, monkeypatch) -> Iterator[tuple[str, object]]:
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    port = free_port()
-    # Ray's socket paths must fit in 107 bytes: pytest's tmp_path is too deep for its temp dir.
-    ray_tmp = tempfile.mkdtemp(prefix="rt-ray-")
-    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
-               f"--num-cpus={int(CLUSTER['CPU'])}", f"--num-gpus={int(CLUSTER['GPU'])}",
-               "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={ray_tmp}"]
-    log_path = tmp_path / "head.log"
-    with log_path.open("w") as log:
-        head = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while "Ray runtime started" not in log_path.read_text():
-            if head.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the Ray head did not start:\n{log_path.read_text()}")
-            time.sleep(0.5)
-        yield f"127.0.0.1:{port}", head
-    finally:
-        _stop_group(head)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-
-
-def _stop_group(head: subprocess.Popen) -> None:
-    """Ours alone: the head and everything it started share the process group it leads."""
-    os.killpg(head.pid, signal.SIGTERM)
-    try:
-        head.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass  # Ray drains for up to 30 s on SIGTERM; the test cluster holds nothing worth waiting for
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(head.pid, signal.SIGKILL)
-    head.wait(timeout=10)
+    with start_ray_head(tmp_path / "head.log") as head:
+        yield head
 
 
 def _available_resources(address: str) -> dict[str, float]:

@@ -1,0 +1,50 @@
+"""Every algorithm trains a few steps on `retrain:tiny` through verl's own trainer, on one Ray cluster the
+module starts and stops (a run per algorithm on the same cluster: Ray starts once, not nine times)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from retrain.core.run import run_sync
+from tests.algorithm_runs import algorithm_config, check_trained
+from tests.ray_cluster import ray_head
+from tests.tiny_runs import QUIET
+
+VERL_ALGORITHMS = ["dr_grpo", "gspo", "rloo", "cispo", "sapo", "reinforce_pp", "reinforce_pp_baseline", "ppo"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[str]:
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    try:
+        with ray_head(tmp_path_factory.mktemp("ray") / "head.log") as (address, _):
+            yield address
+    finally:
+        monkeypatch.undo()
+
+
+def on(cluster: str, config: dict) -> dict:
+    return {**config, "resources": {"ray_address": cluster}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", VERL_ALGORITHMS)
+def test_each_algorithm_trains_on_verl(tmp_path, cluster, name):
+    records = check_trained(run_sync(on(cluster, algorithm_config(tmp_path, "verl", name)), console=QUIET))
+    if name == "ppo":  # the critic trained beside the policy
+        assert all(r["critic/value_loss"] > 0 for r in records)
+
+
+@pytest.mark.slow
+def test_dapo_drops_the_groups_without_signal_and_trains_on_full_batches(tmp_path, cluster):
+    """Half the rows give every completion the same reward: verl's dynamic sampling drops those groups and
+    refills; the metrics say how many, and the step's reward metrics are over the groups it trained on."""
+    config = on(cluster, algorithm_config(tmp_path, "verl", "dapo", max_steps=3, overlong_buffer=2))
+    records = check_trained(run_sync(config, console=QUIET), steps=3)
+    assert all(r["dynamic_sampling/groups_kept"] == 2 for r in records)
+    assert sum(r["dynamic_sampling/groups_dropped"] for r in records) > 0
+    assert all(r["reward/zero_spread_groups"] == 0.0 for r in records)  # every group trained on has signal
+    assert all(r["rewards/overlong/mean"] == pytest.approx(-1.0) for r in records)
