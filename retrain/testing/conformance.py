@@ -261,6 +261,10 @@ class BackendConformance:
             gaps.append(({"resources": {"nodes": 2}}, "resources.nodes"))
         if not capabilities.ray_cluster:
             gaps.append(({"resources": {"ray_address": "auto"}}, "resources.ray_address"))
+        from retrain.core.config.algorithm import PRESETS
+
+        declared = set(self._declared_names())
+        gaps += [({"algorithm": {"name": name}}, "algorithm.name") for name in PRESETS if name not in declared]
         return gaps + list(self.rejected_options)
 
     def test_options_it_cannot_honour_are_config_errors_naming_the_field(self, tmp_path: Path) -> None:
@@ -284,12 +288,39 @@ class BackendConformance:
             "the field is silently ignored. Carry it into translate(), or reject it in check_config naming it"
         )
 
-    def test_options_it_declares_pass_validation(self, tmp_path: Path) -> None:
+    def _declared_names(self) -> list[str]:
+        """The algorithm names whose every part the backend declares."""
+        from retrain.core.config.algorithm import PRESETS
+
         capabilities = self.load().capabilities
-        for loss in sorted(capabilities.loss_aggregations):
-            TrainingConfig.from_data(self.config(tmp_path, algorithm={"loss_aggregation": loss}))
-        for scaling in sorted(capabilities.reward_scalings):
-            TrainingConfig.from_data(self.config(tmp_path, algorithm={"reward_scaling": scaling}))
+        return [name for name, preset in PRESETS.items()
+                if preset.get("advantage", "grpo") in capabilities.advantages
+                and preset.get("policy_loss", "clip") in capabilities.policy_losses
+                and (not preset.get("dynamic_sampling") or capabilities.dynamic_sampling)]
+
+    def test_options_it_declares_pass_validation(self, tmp_path: Path) -> None:
+        """Every declared option validates, alone or (a part some algorithm needs, e.g. RLOO's sequence_sum)
+        with one of the declared algorithm names."""
+        capabilities = self.load().capabilities
+        names = self._declared_names()
+        for name in names:
+            TrainingConfig.from_data(self.config(tmp_path, algorithm={"name": name}))
+
+        def passes(option: dict[str, Any]) -> bool:
+            for algorithm in [option] + [{"name": name, **option} for name in names]:
+                try:
+                    TrainingConfig.from_data(self.config(tmp_path, algorithm=algorithm))
+                    return True
+                except ConfigError:
+                    continue
+            return False
+
+        options = ([{"loss_aggregation": loss} for loss in sorted(capabilities.loss_aggregations)]
+                   + [{"reward_scaling": scaling} for scaling in sorted(capabilities.reward_scalings)]
+                   + [{"advantage": advantage} for advantage in sorted(capabilities.advantages)]
+                   + [{"policy_loss": loss} for loss in sorted(capabilities.policy_losses)])
+        failing = [option for option in options if not passes(option)]
+        assert not failing, f"declared in Capabilities, but no declared algorithm validates with {failing}"
 
     # -- training -------------------------------------------------------------------------------
 

@@ -40,6 +40,8 @@ RETRAIN_SIDE: dict[str, str] = {
     "rewards": "the Scorer",
     "environment": "retrain's episode loop, bridged to each backend's multi-turn hook",
     "evaluation": "retrain's evaluator, over what the run leaves (the same code for every backend)",
+    "algorithm.overlong_buffer": "the Scorer (DAPO's overlong punishment is the reward component 'overlong')",
+    "algorithm.overlong_penalty": "the Scorer (DAPO's overlong punishment is the reward component 'overlong')",
     "training.output_dir": "the run directory",
     "training.run_name": "the run directory",
     "training.samples_per_step": "retrain writes the samples",
@@ -58,7 +60,21 @@ PROBES: dict[str, tuple[Any, dict[str, Any]]] = {
     "model.lora.target_modules": (["q_proj"], {"model": {"name": "retrain:tiny", "lora": {}}}),
     "model.revision": ("main", {"model": {"name": "org/model"}}),
     "model.loader": ("unsloth", {}),
-    "algorithm.name": ("grpo", {}),  # the only value (compared against itself: see `_default_only`)
+    "algorithm.name": ("rloo", {}),
+    "algorithm.advantage": ("grpo", {"algorithm": {"name": "rloo"}}),  # (TRL: only RLOOTrainer sums per sequence)
+    "algorithm.policy_loss": ("gspo", {}),
+    "algorithm.kl_placement": ("reward", {"algorithm": {"kl_coef": 0.05}, "model": {"name": "retrain:tiny",
+                                                                                     "lora": {}}}),
+    "algorithm.dynamic_sampling": (True, {}),
+    "algorithm.sapo_temperature_pos": (1.5, {"algorithm": {"name": "sapo"}}),
+    "algorithm.sapo_temperature_neg": (1.5, {"algorithm": {"name": "sapo"}}),
+    "algorithm.critic": ({"learning_rate": 2e-5}, {"algorithm": {"name": "ppo"}}),
+    "algorithm.critic.model": ("retrain:smollm2-135m-instruct", {"algorithm": {"name": "ppo"}}),
+    "algorithm.critic.learning_rate": (2e-5, {"algorithm": {"name": "ppo"}}),
+    "algorithm.critic.value_clip": (0.3, {"algorithm": {"name": "ppo"}}),
+    "algorithm.critic.gamma": (0.99, {"algorithm": {"name": "ppo"}}),
+    "algorithm.critic.lam": (0.95, {"algorithm": {"name": "ppo"}}),
+    "algorithm.critic.warmup_steps": (1, {"algorithm": {"name": "ppo"}}),
     "algorithm.group_size": (4, {}),
     "algorithm.prompts_per_step": (4, {}),
     "algorithm.max_steps": (7, {}),
@@ -182,8 +198,6 @@ def probe(backend: str, field: str) -> Verdict:
                for issue in exc.issues):
             return "rejected"
         raise AssertionError(f"probing {field}={value!r} on {backend} failed on another field: {exc}") from exc
-    if field == "algorithm.name":
-        return "honoured"  # grpo is the only algorithm: there is nothing else to change it to yet
     try:
         before = _native(backend, base)
     except ConfigError as exc:

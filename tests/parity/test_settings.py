@@ -42,10 +42,18 @@ def test_a_backend_option_that_changes_training_shows_as_a_difference(tmp_path):
     assert row.key == "loss.masks_truncated" and row.values == {"trl": True, "verl": False}
 
 
-def test_a_verl_option_that_changes_the_policy_loss_shows_as_a_difference(tmp_path):
-    rows = side_by_side(write(tmp_path, "backend_options: {verl: {actor_rollout_ref.actor.policy_loss.loss_mode: "
-                                        "gspo}}\n"), ["trl", "verl"])
-    assert [row.key for row in undeclared(rows)] == ["loss.ratio"]
+def test_a_verl_option_that_changes_the_optimizer_shows_as_a_difference(tmp_path):
+    rows = side_by_side(write(tmp_path, "backend_options: {verl: {actor_rollout_ref.actor.optim.optimizer: "
+                                        "SGD}}\n"), ["trl", "verl"])
+    assert [row.key for row in undeclared(rows)] == ["optimizer.name"]
+
+
+def test_the_policy_loss_is_set_through_algorithm_policy_loss_not_a_raw_verl_option(tmp_path):
+    from retrain.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="set this through `algorithm.policy_loss`"):
+        side_by_side(write(tmp_path, "backend_options: {verl: {actor_rollout_ref.actor.policy_loss.loss_mode: "
+                                     "gspo}}\n"), ["trl", "verl"])
 
 
 def test_several_updates_per_step_are_the_same_on_both_and_the_schedule_difference_is_declared(tmp_path):
