@@ -90,10 +90,12 @@ def parse_sets(options: list[str]) -> list[Variant]:
         axes.append((dotted, [_scalar(yaml.safe_load(text)) for text in texts], texts))
     if not axes:
         return [Variant()]
+    # A field given one value applies to every variant and names none; the rest name each variant.
+    naming = [axis for axis in axes if len(axis[1]) > 1]
     variants = []
     for combination in itertools.product(*[list(zip(values, texts, strict=True)) for _, values, texts in axes]):
-        names = [text if len(axes) == 1 else f"{dotted.rsplit('.', 1)[-1]}={text}"
-                 for (dotted, _, _), (_, text) in zip(axes, combination, strict=True)]
+        names = [text if len(naming) == 1 else f"{dotted.rsplit('.', 1)[-1]}={text}"
+                 for (dotted, values, _), (_, text) in zip(axes, combination, strict=True) if len(values) > 1]
         variants.append(Variant(" ".join(names), {dotted: value for (dotted, _, _), (value, _) in
                                                   zip(axes, combination, strict=True)}))
     return variants
@@ -186,6 +188,10 @@ def compare(
     runs: list[RunData] = []
     title = f"retrain compare: {name} on {', '.join(backends)}" + (
         f" x {', '.join(v.name for v in variants)}" if variants[0].name else "")
+    common = {key: value for key, value in variants[0].fields.items()
+              if all(v.fields.get(key) == value for v in variants)}
+    if common and len(variants) > 1:
+        title += " (" + ", ".join(f"{key}={value}" for key, value in common.items()) + " for all)"
     baseline = None
     if first.evaluation is not None and first.evaluation.before:
         # The base model, evaluated once: the same model, prompts and settings for every backend's run.

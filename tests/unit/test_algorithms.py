@@ -200,6 +200,10 @@ def test_set_makes_a_grid_with_readable_labels():
         "trl name=rloo learning_rate=1e-5", "trl name=rloo learning_rate=2e-5"]
     assert variants[0].fields == {"algorithm.name": "grpo", "algorithm.learning_rate": 1e-5}
     assert [v.label("verl") for v in parse_sets(["algorithm.name=grpo,dapo"])] == ["verl grpo", "verl dapo"]
+    # A field with one value applies to all and names none (DAPO without dynamic sampling, for TRL)
+    same = parse_sets(["algorithm.name=grpo,dapo", "algorithm.dynamic_sampling=false"])
+    assert [v.label("trl") for v in same] == ["trl grpo", "trl dapo"]
+    assert same[1].fields == {"algorithm.name": "dapo", "algorithm.dynamic_sampling": False}
 
 
 @pytest.mark.parametrize("option", ["algorithm.name", "algorithm.name=", "=grpo", "algorithm..name=a",
