@@ -239,3 +239,34 @@ def test_a_set_field_is_validated_like_the_file(tmp_path):
         _validate_all(path, ["trl"], {}, parse_sets(["algorithm.name=grpo,reinforce_pp"]))
     assert any("--set reinforce_pp" in issue.message and issue.field == "algorithm.name"
                for issue in info.value.issues)
+
+
+def test_dynamic_sampling_that_cannot_fill_a_batch_is_said_once(tmp_path):
+    """verl's replay buffer has no limit on how many groups it generates for a step: when ten batches' worth
+    were scored without a step, the run says why it may not end (the watcher reads breakdowns.jsonl)."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from retrain.backends.verl.launch import STALL_BATCHES, MetricsWatcher
+    from retrain.core.progress import ProgressReporter
+    from retrain.core.run_dir import RunDir
+
+    run_dir = RunDir.create(tmp_path, "run")
+    (run_dir.path / "verl").mkdir()
+    output = io.StringIO()
+    progress = ProgressReporter(Console(file=output, width=400))
+    watcher = MetricsWatcher(run_dir, progress, scorer=None, first_step=0, samples_per_step=0, batch_size=8,
+                             group_size=4)
+    watcher.dynamic_sampling = True
+    line = json.dumps(sample("g", 1.0)) + "\n"
+    (run_dir.path / "verl" / "breakdowns.jsonl").write_text(line * (STALL_BATCHES * 8 - 1))
+    watcher.poll()
+    assert "dynamic sampling" not in output.getvalue()
+    with (run_dir.path / "verl" / "breakdowns.jsonl").open("a") as file:
+        file.write(line * 9)
+    watcher.poll()
+    watcher.poll()
+    assert output.getvalue().count("dynamic sampling has scored 88 completions since the last step") == 1
+    assert "2 groups differ" in output.getvalue()

@@ -48,6 +48,9 @@ def agent_loops_yaml(config_path: str) -> str:
     target = "retrain.backends.verl.environment.RetrainAgentLoop"
     return f"- name: {AGENT_NAME}\n  _target_: {target}\n  config_path: '{config_path}'\n"
 
+# Dynamic sampling: batches' worth of completions scored without a step before the run says it may not end.
+STALL_BATCHES = 10
+
 # verl log name -> neutral name (definitions: retrain.core.metrics.DEFINITIONS).
 VERL_TO_NEUTRAL = {
     "critic/score/mean": "reward/mean",
@@ -237,6 +240,7 @@ class MetricsWatcher(threading.Thread):
     errors_offset: int | None = None
     reward_failure: str | None = None
     dynamic_sampling = False  # set by `train` (algorithm.dynamic_sampling): the groups kept and dropped are logged
+    _stall_warned = False
 
     def run(self) -> None:
         while not self.stop_event.wait(0.5):
@@ -262,8 +266,7 @@ class MetricsWatcher(threading.Thread):
             entry = json.loads(line)
             if entry.get("step", 0) <= self.first_step:
                 continue
-            breakdown_lines, self._breakdown_offset = self._new_lines(self.breakdowns, self._breakdown_offset)
-            self._pending += [json.loads(b) for b in breakdown_lines]
+            self._read_breakdowns()
             dropped = sum(int(entry["data"].get(f"training/filter_groups/{kind}", 0))
                           for kind in ("evicted_samples", "discarded_surplus_samples"))
             scored = self.batch_size + dropped * self.group_size
@@ -271,6 +274,26 @@ class MetricsWatcher(threading.Thread):
             if dropped:
                 samples = kept_groups(samples, self.batch_size // self.group_size)
             self._write(entry["step"], entry["data"], samples, dropped)
+        if self.dynamic_sampling:
+            self._read_breakdowns()
+            self._warn_if_no_batch_fills()
+
+    def _read_breakdowns(self) -> None:
+        breakdown_lines, self._breakdown_offset = self._new_lines(self.breakdowns, self._breakdown_offset)
+        self._pending += [json.loads(b) for b in breakdown_lines]
+
+    def _warn_if_no_batch_fills(self) -> None:
+        """verl's dynamic sampling generates until the step has prompts_per_step groups whose rewards differ, with
+        no limit: say so once when many batches' worth were scored without a step."""
+        if self._stall_warned or len(self._pending) < STALL_BATCHES * self.batch_size:
+            return
+        self._stall_warned = True
+        self.progress.note(
+            f"dynamic sampling has scored {len(self._pending)} completions since the last step without filling a "
+            f"batch: in most groups every completion got the same reward, and verl keeps generating until "
+            f"{self.batch_size // self.group_size} groups differ (it has no limit). Give partial credit (a format "
+            "reward), easier prompts, or set algorithm.dynamic_sampling: false"
+        )
 
     def _write(self, step: int, data: dict[str, Any], samples: list[dict[str, Any]], dropped: int = 0) -> None:
         record: dict[str, Any] = {"step": step}
