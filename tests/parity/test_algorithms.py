@@ -7,6 +7,7 @@ Documented differences, each shown by a test below:
 - RLOO: TRL clips the completion's whole ratio (exp of its summed log-ratios), verl each token's: the gradient
   is the same while the policy has not moved, not after; the loss values differ (TRL: -A, verl: -A x tokens).
 - RLOO's batch whitening ('batch' scaling) is TRL's only; verl rejects it.
+- GSPO: verl clamps a completion's mean log-ratio at 10, TRL does not.
 - Algorithms one library lacks are validation errors naming the backend that has them.
 """
 
@@ -222,3 +223,21 @@ def test_reinforce_pp_advantages_are_verls_own_batch_whitened_returns(tmp_path):
     rewards = np.array(adv.REWARDS, dtype=np.float64).reshape(-1)
     assert abs(advantages.double().mean().item()) < 0.5  # whitened over tokens, not completions: near 0
     assert np.corrcoef(advantages.double().numpy(), rewards)[0, 1] > 0.99
+
+
+def test_gspo_verl_clamps_a_sequence_log_ratio_above_10_and_trl_does_not(built):
+    """DOCUMENTED DIFFERENCE: verl's gspo clamps the sequence's log-ratio at 10 (core_algos: "for numerical
+    stability"); TRL does not. It shows only for a negative advantage (whose ratio is not clipped above) once a
+    completion's mean log-ratio passes 10: a policy e^10 times likelier than the one that sampled it."""
+    trainer, actor, mini_batch = built("gspo", POLICY_LOSSES["gspo"])
+    row = 1  # advantage -0.8
+    logps = loss.OLD_LOGPS.clone()
+    logps[row] = loss.OLD_LOGPS[row] + 11.0 * loss.MASK[row]  # mean log-ratio 11 over its tokens
+    trl_value, _ = loss.trl_loss(trainer, logps, loss.OLD_LOGPS)
+    verl_value, _ = loss.verl_loss(actor, mini_batch, logps, loss.OLD_LOGPS)
+    # per-sequence mean then batch mean: the row's loss -A x ratio differs by -A x (e^11 - e^10) / completions
+    predicted = -loss.ADVANTAGES[row] * (np.exp(11.0) - np.exp(10.0)) / loss.BATCH
+    assert trl_value - verl_value == pytest.approx(predicted, rel=1e-4)
+    logps[row] = loss.OLD_LOGPS[row] + 9.0 * loss.MASK[row]  # below the clamp: equal again
+    assert loss.trl_loss(trainer, logps, loss.OLD_LOGPS)[0] == pytest.approx(
+        loss.verl_loss(actor, mini_batch, logps, loss.OLD_LOGPS)[0], rel=1e-5)
