@@ -140,13 +140,16 @@ def grid_settings(configs: dict[str, TrainingConfig], variants: list[Variant],
     """The effective settings of every run side by side, and the undeclared differences between the backends of
     one variant. A row that differs only between variants is marked as the variants' doing, not as a bug."""
     rows = compare_configs(configs)
-    within: dict[str, SettingsRow] = {}
+    within: dict[str, SettingsRow] = {}  # undeclared differences between the backends of a variant
+    differing: set[str] = set()  # every key that differs between the backends of some variant
     for variant in variants:
-        for row in undeclared(compare_configs({b: configs[variant.label(b)] for b in backends})):
+        variant_rows = compare_configs({b: configs[variant.label(b)] for b in backends})
+        differing |= {row.key for row in variant_rows if row.differs}
+        for row in undeclared(variant_rows):
             within.setdefault(row.key, row)
     if len(variants) > 1:
         for row in rows:
-            if row.differs and row.reason is None and row.key not in within:
+            if row.differs and row.key not in differing:
                 row.reason = VARIED
     return rows, list(within.values())
 
