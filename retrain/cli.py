@@ -56,12 +56,21 @@ def run(
         )
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: checkpoints and metrics so far are kept")
+        _let_rules_finish()
         raise typer.Exit(130) from None
     except RetrainError as exc:
         _fail(exc, config)
     else:
         if summary["status"] != "completed":
             raise typer.Exit(1)
+
+
+def _let_rules_finish() -> None:
+    """After Ctrl-C: a reward still computing in native code when the interpreter exits can abort the process
+    (exit -6 instead of 130); give the running ones a bounded moment (retrain.core.scoring)."""
+    from retrain.core.scoring import wait_for_running_rules
+
+    wait_for_running_rules(timeout=30)
 
 
 @app.command()
@@ -140,6 +149,7 @@ def compare(
                                   output_dir=output_dir, console=console, variants=parse_sets(set_ or []))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the runs so far and their report are kept")
+        _let_rules_finish()
         raise typer.Exit(130) from None
     except RetrainError as exc:
         _fail(exc, config)

@@ -20,6 +20,7 @@ import contextlib
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -95,8 +96,32 @@ def _in_daemon_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyn
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(settle, lambda: future.set_result(value))
 
-    threading.Thread(target=target, name=f"retrain-rule-{getattr(fn, '__name__', 'call')}", daemon=True).start()
+    thread = threading.Thread(target=target, name=f"retrain-rule-{getattr(fn, '__name__', 'call')}", daemon=True)
+    _RULE_THREADS.add(thread)
+    thread.start()
     return future
+
+
+_RULE_THREADS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def wait_for_running_rules(timeout: float = 30.0, settle: float = 0.5) -> bool:
+    """Wait (at most `timeout` seconds) until no rule is running and none started for `settle` seconds; True
+    if so. For a process about to exit after Ctrl-C: a rule still computing in native code (a model's forward)
+    while the interpreter finalizes can abort the process ("terminate called without an active exception")
+    instead of exiting cleanly. A rule stuck in a loop is abandoned after the timeout, as before."""
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        alive = [thread for thread in list(_RULE_THREADS) if thread.is_alive()]
+        if alive:
+            alive[0].join(min(0.5, max(0.0, deadline - time.monotonic())))
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settle:
+            return True
+        else:
+            time.sleep(0.05)
+    return False
 
 
 @dataclass
