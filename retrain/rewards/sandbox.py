@@ -1,10 +1,31 @@
-"""A sandbox for untrusted Python (model output): one subprocess per run, several layers deep.
+"""A sandbox for untrusted Python (model output): the program runs in one process, several layers deep,
+and whether its tests pass is decided in another.
 
 `run_python(code, stdin=..., checks=[...], limits=SandboxLimits(...))` runs `code` in a fresh
-interpreter, then each trusted `check` snippet in the same namespace, and returns a
-`SandboxResult`: exit status, captured (capped) stdout/stderr, whether it timed out, and one
-`CheckOutcome` per check. Layers, outermost first; each one that the machine cannot provide is
-skipped and named in `SandboxResult.layers` / `sandbox_layers()`:
+interpreter (the *program*), then each trusted `check` snippet in a second interpreter (the
+*judge*), and returns a `SandboxResult`: exit status, captured (capped) stdout/stderr, whether it
+timed out, and one `CheckOutcome` per check.
+
+Where the verdict is made. The judge runs the checks; it never runs the program's code and the
+program never sees a check. A name a check uses that the check does not define (`add` in
+`assert add(1, 2) == 3`) is looked up in the program over a pipe: plain values (numbers, strings,
+bytes, lists, tuples, dicts, sets, None) are copied to the judge; anything else (a function, a
+class, an instance) stays in the program and the judge holds a handle, so calling it, reading its
+attributes, iterating it or indexing it is a request to the program, whose answer comes back as a
+value. The comparison, the assert and the pass/fail are the judge's, on plain data: whatever the
+program does in its own process (walking frames, forging pipe messages, rebinding builtins, exiting
+early, an `__eq__` that always says yes) it can only give answers, and a wrong answer fails. The
+judge's report travels on a pipe the program does not hold, signed with a nonce it never had.
+
+What a check sees: the real builtins (a program's `len = ...` does not shadow them in the checks);
+a standard-library module the program imported (`math`) is the judge's own import of it; arguments
+cross by value (a list the program mutates in place is copied back, one level deep); an exception
+the program raises reaches the check as the same built-in exception type (its own classes: as
+`ProgramError`); a handle's truth value is an error (`assert f(x)` needs a real True). Files the
+program writes are not visible to the checks.
+
+Layers around the program, outermost first; each one that the machine cannot provide is skipped and
+named in `SandboxResult.layers` / `sandbox_layers()`:
 
 1. process (any POSIX): a new session; a minimal environment (no parent secrets); a temporary
    working directory; resource limits (CPU seconds, address space, file size, open files,
@@ -21,25 +42,22 @@ skipped and named in `SandboxResult.layers` / `sandbox_layers()`:
    new mount namespace whose root is a size-bounded tmpfs holding only `/work` (the working
    directory), `/tmp` and a read-only bind mount of the Python standard library: no other file of
    the machine is visible. Not root: a user + network namespace when the kernel allows one.
-4. audit hook (in the child, armed after the trusted setup and before the untrusted code):
-   denies opening or listing files outside the working directory (reads of the standard library
-   allowed), sockets, subprocesses, exec, fork, spawn, os.system, kill, ctypes, gc object walks,
-   tracing, sub-interpreters, building code objects, links, and importing the modules that bypass
-   these. A Python audit hook is not a security boundary on its own (crafted bytecode through
-   marshal, a thread racing a path check); here it is the inner layer, and the only one on a
-   machine that gives neither root nor namespaces.
+4. audit hook (in the program, added just before its code runs): denies opening or listing files
+   outside the working directory (reads of the standard library allowed), sockets, subprocesses,
+   exec, fork, spawn, os.system, kill, ctypes, gc object walks, tracing, sub-interpreters, building
+   code objects, links, and importing the modules that bypass these. It reads its arguments by exact
+   type only (a `str` subclass or a path-like object is refused, never asked for its value) and
+   calls no function the program can rebind, so the program gets no callback from inside it. A
+   Python audit hook is still not a security boundary on its own (crafted bytecode through marshal,
+   a thread racing a path check): it is the inner layer.
 
-Check outcomes travel on a pipe, one line each, signed with a random nonce that exists in the
-child only inside the audit hook's closure (the hook is reachable only through the interpreter;
-the gc walks that could find it are denied). The hook signs a line only for an audit event raised
-by the harness's own frame, once per stage and in order, so the program cannot forge one: a check
-passes only if the harness ran it to completion after the code. `sys.exit(0)` or `os._exit(0)`
-before the checks, printing "passed", writing to the pipe or raising the audit event fails them.
-Before each check the builtins are restored, so rebinding `len` or `sorted` does not help either.
+OS isolation means layer 2 or 3 (a separate uid, or a mount + network namespace). Without either,
+only the audit hook stands between the program and the user's files and network, and `run_python`
+refuses to run unless `SandboxLimits(allow_in_process_sandbox_only=True)`; the code rules take the
+same name as a parameter. The verdict does not depend on any layer.
 
-Not covered: a thread the program leaves running can rebind builtins while the checks run, and an
-object whose `__eq__` always returns True passes `assert f(x) == y` (reward hacking inside the
-rules, not an escape); memory is limited per process (RLIMIT_AS), not per run (no cgroup).
+Not covered: memory is limited per process (RLIMIT_AS), not per run (no cgroup); a check that
+passes a function of its own to the program is an error (functions do not cross).
 
 POSIX only; the namespace layer is Linux only. Everything here uses the standard library.
 """
@@ -64,13 +82,15 @@ __all__ = [
     "SandboxError",
     "SandboxLimits",
     "SandboxResult",
+    "os_isolated",
     "run_python",
     "sandbox_layers",
 ]
 
 
 class SandboxError(RuntimeError):
-    """The sandbox itself could not run the program (not the program's fault): setup failed."""
+    """The sandbox itself could not run the program (not the program's fault): setup failed, or the
+    machine cannot isolate it and in-process-only was not allowed."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +98,9 @@ class SandboxLimits:
     """Limits of one run. The defaults suit small programs from stdin/stdout or assert tests.
 
     `isolate`, `drop_privileges` and `audit_hook` switch layers off; they exist so that tests can
-    check each remaining layer alone. Leave them on.
+    check each remaining layer alone. Leave them on. `allow_in_process_sandbox_only` accepts a
+    machine (or switches) that leave only the audit hook between the program and your files and
+    network: see the module docstring.
     """
 
     timeout_seconds: float = 5.0  # wall clock, from start to kill
@@ -92,6 +114,7 @@ class SandboxLimits:
     isolate: bool = True
     drop_privileges: bool = True
     audit_hook: bool = True
+    allow_in_process_sandbox_only: bool = False
     uid_base: int | None = None  # first uid of this process's range; default: chosen from the uid map
 
     def __post_init__(self) -> None:
@@ -100,6 +123,7 @@ class SandboxLimits:
         for name in ("memory_mb", "max_processes", "max_file_mb", "disk_mb", "max_open_files", "max_output_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
 
 
 @dataclass
@@ -138,9 +162,94 @@ def _require_posix() -> None:
         )
 
 
-# -- the harness: trusted code that runs first in the child ------------------------------------------
 
-_HARNESS = r'''
+
+# -- values between the program and the judge -------------------------------------------------------------
+
+_CODEC = r'''
+def _codec():
+    """encode, decode: plain values as JSON-able data, and back; anything else is a handle (see the module
+    docstring of retrain.rewards.sandbox). Decoding is strict: exact types, tags and shapes, or ValueError."""
+    MAX_DEPTH = 100
+    fromhex = float.fromhex
+
+    def encode(value, handle, depth=0):
+        if depth > MAX_DEPTH:
+            raise ValueError("a value nested more than %d deep" % MAX_DEPTH)
+        if value is None or value is True or value is False:
+            return value
+        deeper = depth + 1
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, int):
+            return {"i": "%x" % int(value)}
+        if isinstance(value, float):
+            return {"f": float.hex(float(value))}
+        if isinstance(value, complex):
+            return {"c": [float.hex(value.real), float.hex(value.imag)]}
+        if isinstance(value, str):
+            return str.__str__(value)
+        if isinstance(value, bytearray):
+            return {"ba": bytearray.hex(value)}
+        if isinstance(value, bytes):
+            return {"b": bytes.hex(value)}
+        if isinstance(value, list):
+            return [encode(item, handle, deeper) for item in list(value)]
+        if isinstance(value, tuple):
+            return {"t": [encode(item, handle, deeper) for item in tuple(value)]}
+        if isinstance(value, dict):
+            return {"d": [[encode(k, handle, deeper), encode(v, handle, deeper)] for k, v in dict(value).items()]}
+        if isinstance(value, frozenset):
+            return {"fs": [encode(item, handle, deeper) for item in value]}
+        if isinstance(value, set):
+            return {"s": [encode(item, handle, deeper) for item in value]}
+        return handle(value)
+
+    def decode(data, resolve, depth=0):
+        if depth > MAX_DEPTH:
+            raise ValueError("a value nested more than %d deep" % MAX_DEPTH)
+        kind = type(data)
+        if data is None or kind is bool or kind is str:
+            return data
+        deeper = depth + 1
+        if kind is list:
+            return [decode(item, resolve, deeper) for item in data]
+        if kind is dict:
+            if "h" in data:
+                return resolve(data)
+            if len(data) == 1:
+                ((tag, body),) = data.items()
+                if type(body) is str:
+                    if tag == "i":
+                        return int(body, 16)
+                    if tag == "f":
+                        return fromhex(body)
+                    if tag == "b":
+                        return bytes.fromhex(body)
+                    if tag == "ba":
+                        return bytearray.fromhex(body)
+                elif type(body) is list:
+                    if tag == "c" and len(body) == 2 and type(body[0]) is str and type(body[1]) is str:
+                        return complex(fromhex(body[0]), fromhex(body[1]))
+                    if tag in ("t", "s", "fs"):
+                        items = [decode(item, resolve, deeper) for item in body]
+                        return tuple(items) if tag == "t" else set(items) if tag == "s" else frozenset(items)
+                    if tag == "d":
+                        result = {}
+                        for pair in body:
+                            if type(pair) is not list or len(pair) != 2:
+                                raise ValueError("a malformed dict")
+                            result[decode(pair[0], resolve, deeper)] = decode(pair[1], resolve, deeper)
+                        return result
+        raise ValueError("a malformed value")
+
+    return encode, decode
+'''
+
+
+# -- the program's side: trusted setup, then the untrusted code, then answering the judge ----------------
+
+_PROGRAM = _CODEC + r'''
 import os, sys
 
 
@@ -157,50 +266,19 @@ def _read_job():
     return json.loads(b"".join(chunks))
 
 
-def _make_hook(nonce, result_fd, harness_frame):
-    """The audit hook: the only writer of signed result lines, and (once armed) the sandbox policy.
+def _make_hook(write_roots, read_roots):
+    """The audit hook: the sandbox policy, event by event (see the module docstring of the sandbox).
 
-    The nonce exists only in this closure; the hook is reachable only through the interpreter's
-    hook list (gc.get_referrers and friends are denied). A result line is written only when the
-    event comes from the harness frame itself, once per stage, in order.
+    Everything it uses is bound here, before the program runs: it looks up no global, builtin or module
+    attribute at call time (the program may rebind any of them), reads its arguments by exact type only,
+    and calls no method of an object the program made. So the program gets no callback from inside it.
     """
-    nonce = nonce.encode()
-    write, hexlify, getframe = os.write, bytes.hex, sys._getframe
-    stage = [0]  # 0: ready, 1: code, 2 + i: check i
-    policy = []
-
-    def hook(event, args):
-        if event == "retrain.sandbox":
-            kind, index, ok, message = args
-            # Setup errors come before the untrusted code (stage 0); everything else from the harness frame.
-            if getframe(1) is not harness_frame and not (kind == "setup_error" and stage[0] == 0):
-                raise PermissionError("sandbox: only the harness reports results")
-            if kind == "arm":
-                policy.append(message)
-                return
-            expected = {"setup_error": stage[0], "ready": 0, "code": 1, "check": 2 + index}[kind]
-            if stage[0] != expected:
-                return
-            stage[0] += 1
-            try:
-                data = message.encode("utf-8", "replace")[:2000]
-            except BaseException:
-                data = b"?"
-            line = b" ".join((nonce, kind.encode(), b"%d" % index, b"1" if ok else b"0",
-                              hexlify(data).encode() or b"-"))
-            try:
-                write(result_fd, line + b"\n")
-            except BaseException:
-                pass
-        elif policy:
-            policy[0](event, args)
-
-    return hook
-
-
-def _make_policy(write_roots, read_roots):
-    """What the untrusted code may do, event by event (see the module docstring of the sandbox)."""
-    realpath, join, getcwd, fsdecode = os.path.realpath, os.path.join, os.getcwd, os.fsdecode
+    import posix
+    from stat import S_ISLNK
+    type_, len_, reversed_, PermissionError_, OSError_ = type, len, reversed, PermissionError, OSError
+    str_, bytes_, int_, tuple_ = str, bytes, int, tuple
+    startswith, split, rfind, decode = str.startswith, str.split, str.rfind, bytes.decode
+    lstat, readlink, getcwd = posix.lstat, posix.readlink, posix.getcwd
     read_files = frozenset(("/dev/null", "/dev/urandom", "/dev/random", "/dev/zero"))
     denied_prefixes = (
         "socket.", "subprocess.", "ctypes.", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty",
@@ -231,59 +309,200 @@ def _make_policy(write_roots, read_roots):
         "shutil.unpack_archive": (writes_, True), "tempfile.mkstemp": (reads_, True),
         "tempfile.mkdtemp": (reads_, True),
     }
-    path_events = tuple(path_events.items())
-    path_event_names = frozenset(name for name, _ in path_events)
+
+    def resolve(path):
+        """posixpath.realpath(path) for an absolute str, from the C functions bound above."""
+        pending = [part for part in split(path, "/") if part][::-1]
+        current, hops = "", 0
+        while pending:
+            part = pending.pop()
+            if part == ".":
+                continue
+            if part == "..":
+                current = current[:rfind(current, "/")] if current else ""
+                continue
+            candidate = current + "/" + part
+            try:
+                is_link = S_ISLNK(lstat(candidate).st_mode)
+            except OSError_:
+                is_link = False
+            if not is_link:
+                current = candidate
+                continue
+            hops += 1
+            if hops > 40:
+                raise PermissionError_("sandbox: too many symbolic links in a path")
+            target = readlink(candidate)
+            if startswith(target, "/"):
+                current = ""
+            pending.extend(reversed_([part for part in split(target, "/") if part]))
+        return current or "/"
 
     def inside(path, roots):
         for root in roots:
-            if path == root or path.startswith(root + "/"):
+            if path == root or startswith(path, root + "/"):
                 return True
         return False
 
     def check_path(event, value, is_write):
-        if value is None or type(value) is int:
+        kind = type_(value)
+        if value is None or kind is int_:
             return  # the working directory, or a descriptor the program already holds
-        if type(value) is bytes:
-            value = fsdecode(value)
-        elif type(value) is not str:  # a path-like object could name another file when asked again
-            if type(value).__module__ != "pathlib":
-                raise PermissionError("sandbox: %s of a %s denied (use str)" % (event, type(value).__name__))
-            value = fsdecode(os.fspath(value))
-        path = realpath(value if value.startswith("/") else join(getcwd(), value))
+        if kind is bytes_:
+            value = decode(value, "utf-8", "surrogateescape")
+        elif kind is not str_:  # a subclass or a path-like object could name another file when asked again
+            raise PermissionError_("sandbox: %s of a path that is not a str or bytes denied (pass a str)" % event)
+        path = resolve(value if startswith(value, "/") else getcwd() + "/" + value)
         allowed = inside(path, write_roots) if is_write else inside(path, read_roots) or path in read_files
         if not allowed:
-            raise PermissionError("sandbox: %s %r denied (outside the working directory)" % (event, value))
+            raise PermissionError_("sandbox: %s %r denied (outside the working directory)" % (event, value))
 
-    def policy(event, args):
+    def hook(event, args):
+        if type_(args) is not tuple_ or type_(event) is not str_:
+            raise PermissionError_("sandbox: malformed audit event")
         if event == "open":
+            if len_(args) != 3:
+                raise PermissionError_("sandbox: malformed open event")
             path, mode, flags = args
-            is_write = bool((flags or 0) & writes) or (type(mode) is str and any(c in mode for c in "wax+"))
+            if flags is None:
+                flags = 0
+            if type_(flags) is not int_ or not (mode is None or type_(mode) is str_):
+                raise PermissionError_("sandbox: open with a mode or flags of an odd type denied")
+            is_write = bool(flags & writes) or (mode is not None and any_of(mode, "wax+"))
             check_path(event, path, is_write)
         elif event == "import":
-            if args[0].partition(".")[0] in denied_imports:
-                raise PermissionError("sandbox: import of %s denied" % args[0])
-        elif event in path_event_names:
-            for name, (positions, is_write) in path_events:
-                if name == event:
-                    for i in positions:
-                        if i < len(args):
-                            check_path(event, args[i], is_write)
-        elif event.startswith(denied_prefixes):
-            raise PermissionError("sandbox: %s denied" % event)
+            name = args[0] if len_(args) else None
+            if type_(name) is not str_:
+                raise PermissionError_("sandbox: import of a name that is not a str denied")
+            if split(name, ".", 1)[0] in denied_imports:
+                raise PermissionError_("sandbox: import of %s denied" % name)
+        elif event in path_events:
+            positions, is_write = path_events[event]
+            for i in positions:
+                if i < len_(args):
+                    check_path(event, args[i], is_write)
+        elif startswith(event, denied_prefixes):
+            raise PermissionError_("sandbox: %s denied" % event)
 
-    return policy
+    def any_of(text, letters):
+        for letter in letters:
+            if letter in text:
+                return True
+        return False
+
+    return hook
 
 
-def _harness():
+def _serve(namespace, call_fd, send):
+    """Answer the judge's requests until it closes the pipe: look up a name, call, read an attribute, ...
+
+    Runs in the program's process after its code: nothing here decides a verdict, and the program may
+    tamper with all of it; an answer is only ever a value the judge compares."""
+    encode, decode = _codec()
+    type_, str_, list_, dict_, set_, bytearray_, module_type = type, str, list, dict, set, bytearray, type(os)
+    handles, keys = {}, {}
+
+    def handle(value):
+        key = keys.get(id(value))
+        if key is None:
+            key = keys[id(value)] = len(handles) + 1
+            handles[key] = value
+        try:
+            name = type_(value).__name__
+            name = name if type_(name) is str_ else "object"
+        except BaseException:
+            name = "object"
+        return {"h": key, "n": name}
+
+    def resolve(data):
+        key = data.get("h")
+        if type_(key) is not int or key not in handles:
+            raise ValueError("an unknown handle")
+        return handles[key]
+
+    def perform(request):
+        op = request["op"]
+        if op == "get":
+            name = request["name"]
+            if type_(name) is not str_ or name.startswith("__") or name not in namespace:
+                raise NameError("name %r is not defined" % (name,))
+            value = namespace[name]
+            if type_(value) is module_type:
+                return {"m": value.__name__}
+            return {"v": encode(value, handle)}
+        target = decode(request["t"], resolve)
+        if op == "call":
+            args = decode(request["a"], resolve)
+            kwargs = decode(request["k"], resolve)
+            result = target(*args, **kwargs)
+            mutable = (list_, dict_, set_, bytearray_)
+            after = [encode(arg, handle) if type_(arg) in mutable else None for arg in args]
+            after_kw = {k: encode(v, handle) for k, v in kwargs.items() if type_(v) in mutable}
+            return {"v": encode(result, handle), "m": after, "km": after_kw}
+        if op == "getattr":
+            return {"v": encode(getattr(target, request["name"]), handle)}
+        if op == "setattr":
+            setattr(target, request["name"], decode(request["value"], resolve))
+            return {"v": None}
+        if op == "iter":
+            return {"v": encode(list(target), handle)}
+        if op == "len":
+            return {"v": encode(len(target), handle)}
+        if op == "getitem":
+            return {"v": encode(target[decode(request["key"], resolve)], handle)}
+        if op == "contains":
+            return {"v": bool(decode(request["item"], resolve) in target)}
+        if op == "str":
+            return {"v": encode(str(target), handle)}
+        raise ValueError("an unknown request %r" % (op,))
+
+    import json
+    loads = json.loads
+    buffer = b""
+    while True:
+        while b"\n" not in buffer:
+            chunk = os.read(call_fd, 1 << 16)
+            if not chunk:
+                return
+            buffer += chunk
+        line, _, buffer = buffer.partition(b"\n")
+        try:
+            reply = perform(loads(line))
+        except BaseException as exc:
+            reply = {"e": [_name_of(exc), _text_of(exc)]}
+        send(reply)
+
+
+def _name_of(exc):
+    try:
+        name = type(exc).__name__
+        return name if type(name) is str else "Exception"
+    except BaseException:
+        return "Exception"
+
+
+def _text_of(exc):
+    try:
+        text = str(exc)
+        return text[:2000] if type(text) is str else ""
+    except BaseException:
+        return ""
+
+
+def _program():
     job = _read_job()
-    report = sys.audit
-    sys.addaudithook(_make_hook(job.pop("nonce"), job["result_fd"], sys._getframe()))
-    import builtins, resource
+    setup_fd, reply_fd, call_fd = job["setup_fd"], job["reply_fd"], job["call_fd"]
+    import json
+    dumps = json.dumps
+
+    def report(record):
+        os.write(setup_fd, (dumps(record) + "\n").encode())
 
     def setup_failed(what, exc):
-        report("retrain.sandbox", "setup_error", 0, False, "%s: %s: %s" % (what, type(exc).__name__, exc))
+        report({"setup_error": "%s: %s: %s" % (what, type(exc).__name__, exc)})
         os._exit(70)
 
+    import builtins, resource
     layers = ["process"]
     root = os.geteuid() == 0
     uid, gid = job["uid"], job["gid"]
@@ -396,65 +615,311 @@ def _harness():
     audit = job["audit"]
     if audit:
         layers.append("audit hook")
-    # -- run the code, then each check --
+        hook = _make_hook(write_roots, read_roots)
+    report({"ready": layers})
+    os.close(setup_fd)
+    # -- run the code, then answer the judge --
     for name in ("ctypes", "_ctypes", "_posixsubprocess", "subprocess"):
         sys.modules.pop(name, None)
     builtins.exit = builtins.quit = sys.exit  # -S leaves them out; programs call them
     sys.argv[:] = ["solution.py"]
     # Everything used after the untrusted code starts is bound here: it may rebind builtins and modules.
-    exec_, compile_, enumerate_, type_, str_, int_ = exec, compile, enumerate, type, str, int
+    exec_, compile_, type_, str_, int_ = exec, compile, type, str, int
     BaseException_, SystemExit_ = BaseException, SystemExit
-    stdout, stderr, print_, exit_ = sys.stdout, sys.stderr, print, os._exit
-    clear, update = dict.clear, dict.update
-    builtins_dict = builtins.__dict__
-    saved_builtins = tuple(builtins_dict.items())
-    code, checks = job["code"], tuple(job["checks"])
+    stdout, stderr, print_, exit_, write = sys.stdout, sys.stderr, print, os._exit, os.write
+    code = job["code"]
     namespace = {"__name__": job["module_name"], "__builtins__": builtins}
     del job
 
-    def describe(exc):
-        try:
-            text = str_(exc)
-            return "%s: %s" % (type_(exc).__name__, text) if text else type_(exc).__name__
-        except BaseException_:
-            return "exception"
+    def send(record):
+        data = (dumps(record) + "\n").encode()
+        while data:
+            data = data[write(reply_fd, data):]
 
-    report("retrain.sandbox", "ready", 0, True, ",".join(layers))
     if audit:
-        report("retrain.sandbox", "arm", 0, True, _make_policy(write_roots, read_roots))
+        sys.addaudithook(hook)
+        del hook
     status = 0
     try:
         exec_(compile_(code, "<solution>", "exec"), namespace)
         completed, error = True, ""
     except SystemExit_ as exc:
         status = 0 if exc.code is None else exc.code if type_(exc.code) is int_ else 1
-        completed, error = status == 0, "" if status == 0 else describe(exc)
+        completed, error = status == 0, "" if status == 0 else "SystemExit: %s" % _text_of(exc)
     except BaseException_ as exc:
-        completed, error, status = False, describe(exc), 1
-    report("retrain.sandbox", "code", 0, completed, error)
+        text = _text_of(exc)
+        completed, error, status = False, _name_of(exc) + (": " + text if text else ""), 1
     if error:
         try:
             print_("Traceback (most recent call last) not shown in the sandbox\n" + error, file=stderr)
         except BaseException_:
             pass
-    for index, check in enumerate_(checks if completed else ()):
-        try:
-            clear(builtins_dict)  # the checks see the real builtins, whatever the code rebound
-            update(builtins_dict, saved_builtins)
-            namespace["__builtins__"] = builtins
-            exec_(compile_(check, "<test %d>" % index, "exec"), namespace)
-            report("retrain.sandbox", "check", index, True, "")
-        except BaseException_ as exc:
-            report("retrain.sandbox", "check", index, False, describe(exc))
+    try:
+        send({"completed": completed, "error": error, "status": status})
+        if call_fd is not None and completed:
+            _serve(namespace, call_fd, send)
+    except BaseException_:
+        pass
     for stream in (stdout, stderr):
         try:
             type_(stream).flush(stream)
         except BaseException_:
             pass
-    exit_(status if 0 <= status < 256 else 1)
+    exit_(status if type_(status) is int_ and 0 <= status < 256 else 1)
 
 
-_harness()
+_program()
+'''
+
+
+# -- the judge: trusted, runs the checks; the program's objects are handles -----------------------------
+
+_JUDGE = _CODEC + r'''
+import os, sys
+
+
+class ProgramError(Exception):
+    """The program raised an exception of a class of its own (its name and message are in the text)."""
+
+
+class ProgramEnded(Exception):
+    """The program's process ended (exited, crashed or was killed) before it answered."""
+
+
+MAX_REPLY = 64 << 20
+
+
+def _judge():
+    import builtins, importlib, json, resource
+    fd = int(sys.argv[1])
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    job = json.loads(b"".join(chunks))
+    nonce, call_fd, reply_fd, result_fd = job["nonce"], job["call_fd"], job["reply_fd"], job["result_fd"]
+    memory = max(job["memory_mb"], 256) << 20
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    encode, decode = _codec()
+    dumps, loads = json.dumps, json.loads
+
+    def report(record):
+        record["nonce"] = nonce
+        data = (dumps(record) + "\n").encode()
+        while data:
+            data = data[os.write(result_fd, data):]
+
+    buffer = bytearray()
+
+    def receive():
+        while True:
+            end = buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(buffer[:end])
+                del buffer[:end + 1]
+                break
+            if len(buffer) > MAX_REPLY:
+                raise ProgramError("the program's answer is larger than %d MiB" % (MAX_REPLY >> 20))
+            try:
+                chunk = os.read(reply_fd, 1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise ProgramEnded("the program ended before it answered")
+            buffer.extend(chunk)
+        try:
+            message = loads(line)
+        except (ValueError, RecursionError):
+            raise ProgramError("the program answered with malformed data") from None
+        if type(message) is not dict:
+            raise ProgramError("the program answered with malformed data")
+        return message
+
+    def request(message):
+        data = (dumps(message) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(call_fd, data):]
+        except OSError:
+            raise ProgramEnded("the program ended before it answered") from None
+        return receive()
+
+    remotes = {}
+
+    def remote(data):
+        key, name = data.get("h"), data.get("n")
+        if type(key) is not int or type(name) is not str or len(data) != 2:
+            raise ProgramError("the program answered with a malformed handle")
+        if key not in remotes:
+            remotes[key] = Remote(key, name[:100])
+        return remotes[key]
+
+    def handle_of(value):
+        if type(value) is Remote:
+            return {"h": object.__getattribute__(value, "_key"), "n": ""}
+        raise TypeError("a check passed a %s to the program; only plain values (numbers, strings, bytes, lists, "
+                        "tuples, dicts, sets, None) and the program's own objects cross to it"
+                        % type(value).__name__)
+
+    def exception(reply):
+        error = reply.get("e")
+        if type(error) is not list or len(error) != 2 or type(error[0]) is not str or type(error[1]) is not str:
+            raise ProgramError("the program answered with a malformed error")
+        name, text = error[0][:100], error[1]
+        cls = getattr(builtins, name, None)
+        if type(cls) is type and issubclass(cls, Exception) and cls.__module__ == "builtins":
+            try:
+                return cls(text)
+            except Exception:
+                pass
+        return ProgramError("%s: %s" % (name, text) if text else name)
+
+    def value_of(reply):
+        if "e" in reply:
+            raise exception(reply)
+        if "v" not in reply:
+            raise ProgramError("the program answered with malformed data")
+        try:
+            return decode(reply["v"], remote)
+        except (ValueError, TypeError, RecursionError, OverflowError) as exc:
+            raise ProgramError("the program answered with malformed data (%s)" % exc) from None
+
+    def ask(op, target, **fields):
+        return value_of(request({"op": op, "t": encode(target, handle_of), **fields}))
+
+    def call(target, args, kwargs):
+        reply = request({"op": "call", "t": encode(target, handle_of), "a": encode(list(args), handle_of),
+                         "k": encode(dict(kwargs), handle_of)})
+        result = value_of(reply)
+        after, after_kw = reply.get("m"), reply.get("km")
+        if type(after) is list and len(after) == len(args):  # arguments the program changed in place
+            for original, changed in zip(args, after):
+                if changed is not None:
+                    _update(original, decode(changed, remote))
+        if type(after_kw) is dict:
+            for name, changed in after_kw.items():
+                if name in kwargs:
+                    _update(kwargs[name], decode(changed, remote))
+        return result
+
+    def typed(value, kind, what):
+        if type(value) is not kind:
+            raise TypeError("the program's %s returned a %s, not a %s" % (what, type(value).__name__, kind.__name__))
+        return value
+
+    class Remote:
+        """An object that stays in the program: each use is a request, each answer a value."""
+
+        __slots__ = ("_key", "_name")
+
+        def __init__(self, key, name):
+            object.__setattr__(self, "_key", key)
+            object.__setattr__(self, "_name", name)
+
+        def __call__(self, *args, **kwargs):
+            return call(self, args, kwargs)
+
+        def __getattr__(self, name):
+            if name.startswith("__") and name.endswith("__"):
+                raise AttributeError(name)
+            return ask("getattr", self, name=name)
+
+        def __setattr__(self, name, value):
+            ask("setattr", self, name=name, value=encode(value, handle_of))
+
+        def __iter__(self):
+            return iter(typed(ask("iter", self), list, "iteration"))
+
+        def __len__(self):
+            return typed(ask("len", self), int, "__len__")
+
+        def __getitem__(self, key):
+            return ask("getitem", self, key=encode(key, handle_of))
+
+        def __contains__(self, item):
+            return typed(ask("contains", self, item=encode(item, handle_of)), bool, "__contains__")
+
+        def __bool__(self):
+            raise TypeError("the truth of the program's %s object is not decided by the program: return a bool "
+                            "or a plain value" % object.__getattribute__(self, "_name"))
+
+        def __str__(self):
+            return typed(ask("str", self), str, "__str__")
+
+        def __repr__(self):
+            return "<the program's %s object>" % object.__getattribute__(self, "_name")
+
+    cached = {}
+
+    class Names(dict):
+        """The checks' builtins: the real ones, then the program's names, looked up when used."""
+
+        def __missing__(self, name):
+            if type(name) is not str:
+                raise KeyError(name)
+            if name in cached:
+                return cached[name]
+            reply = request({"op": "get", "name": name})
+            if "m" in reply:
+                module = reply["m"]
+                if type(module) is str and module.partition(".")[0] in sys.stdlib_module_names:
+                    try:
+                        cached[name] = importlib.import_module(module)
+                        return cached[name]
+                    except ImportError:
+                        pass
+                raise NameError("name %r is a module the checks cannot import" % name)
+            if "e" in reply:
+                raise NameError("name %r is not defined" % name)
+            value = value_of(reply)
+            if type(value) is Remote:
+                cached[name] = value
+            return value
+
+    def describe(exc):
+        try:
+            text = str(exc)
+            return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__
+        except BaseException:
+            return "exception"
+
+    try:
+        hello = receive()
+    except (ProgramEnded, ProgramError):
+        return  # the program never returned to its harness: the parent says why
+    completed, error = hello.get("completed"), hello.get("error")
+    completed = completed if type(completed) is bool else False
+    error = error[:2000] if type(error) is str else ""
+    report({"kind": "code", "completed": completed, "error": error})
+    if not completed:
+        return
+    namespace = {"__name__": "__checks__", "__builtins__": Names(builtins.__dict__)}
+    for index, check in enumerate(job["checks"]):
+        try:
+            exec(compile(check, "<test %d>" % index, "exec"), namespace)
+            report({"kind": "check", "index": index, "ok": True, "error": ""})
+        except BaseException as exc:
+            report({"kind": "check", "index": index, "ok": False, "error": describe(exc)})
+    os.close(call_fd)
+
+
+def _update(original, changed):
+    """A list, dict, set or bytearray argument the program changed, changed here too (one level deep)."""
+    kind = type(original)
+    if kind is not type(changed):
+        return
+    if kind is list or kind is bytearray:
+        original[:] = changed
+    elif kind is dict or kind is set:
+        original.clear()
+        original.update(changed)
+
+
+_judge()
 '''
 
 
@@ -532,31 +997,48 @@ def _user_tasks(uid: int) -> int:
     return count
 
 
+
+
 # -- running ----------------------------------------------------------------------------------------------
 
-_layers_cache: tuple[str, ...] | None = None
+_layers_cache: dict[tuple[bool, bool, bool], tuple[str, ...]] = {}
+_layers_lock = threading.Lock()
 
 
-def sandbox_layers() -> tuple[str, ...]:
-    """The layers a default run gets on this machine, e.g. ('process', 'namespaces', 'uid ...', 'audit hook')."""
-    global _layers_cache
-    if _layers_cache is None:
-        _layers_cache = run_python("pass").layers
-    return _layers_cache
+def sandbox_layers(limits: SandboxLimits | None = None) -> tuple[str, ...]:
+    """The layers a run with `limits` (default: the defaults) gets on this machine, e.g. ('process',
+    'namespaces', 'no_new_privs', 'uid ...', 'audit hook'); measured once per combination of switches."""
+    limits = limits or SandboxLimits()
+    key = (limits.isolate, limits.drop_privileges, limits.audit_hook)
+    with _layers_lock:
+        if key not in _layers_cache:
+            probe = SandboxLimits(isolate=key[0], drop_privileges=key[1], audit_hook=key[2],
+                                  allow_in_process_sandbox_only=True, uid_base=limits.uid_base)
+            _layers_cache[key] = _run(probe, "pass", None, (), "__main__").layers
+        return _layers_cache[key]
 
 
-def _parse_results(data: bytes, nonce: bytes) -> list[tuple[str, int, bool, str]]:
-    records = []
-    for line in data.split(b"\n"):
-        parts = line.split(b" ")
-        if len(parts) != 5 or not secrets.compare_digest(parts[0], nonce):
-            continue  # not from the harness: the program wrote to the pipe
-        try:
-            message = "" if parts[4] == b"-" else bytes.fromhex(parts[4].decode()).decode("utf-8", "replace")
-            records.append((parts[1].decode(), int(parts[2]), parts[3] == b"1", message))
-        except ValueError:
-            continue
-    return records
+def os_isolated(layers: Sequence[str]) -> bool:
+    """Whether the kernel keeps the program from the user's files: its own uid, or a mount namespace."""
+    return "namespaces" in layers or any(layer.startswith("uid ") for layer in layers)
+
+
+IN_PROCESS_ONLY = (
+    "this machine gives the code sandbox no OS isolation (layers: {layers}): neither a separate uid (run as "
+    "root) nor namespaces (root with CAP_SYS_ADMIN), so only a Python audit hook would stand between "
+    "model-written code and your files and network, and such a hook can be bypassed. Run as root in a container, "
+    "or accept the risk with allow_in_process_sandbox_only: true (the verdicts stay sound either way: they are "
+    "made outside the program's process)"
+)
+
+
+def check_isolation(limits: SandboxLimits | None = None) -> tuple[str, ...]:
+    """The layers `limits` get here; SandboxError if they include no OS isolation and that was not allowed."""
+    limits = limits or SandboxLimits()
+    layers = sandbox_layers(limits)
+    if not os_isolated(layers) and not limits.allow_in_process_sandbox_only:
+        raise SandboxError(IN_PROCESS_ONLY.format(layers=", ".join(layers)))
+    return layers
 
 
 def run_python(
@@ -567,23 +1049,44 @@ def run_python(
     limits: SandboxLimits | None = None,
     module_name: str = "__main__",
 ) -> SandboxResult:
-    """Run untrusted `code`, then each trusted `checks` snippet in its namespace, in the sandbox.
+    """Run untrusted `code` in the sandbox; then each trusted `checks` snippet, in the judge, against it.
 
     `stdin` is the program's standard input (none: /dev/null). `module_name` is the `__name__` the
     code sees. Returns the `SandboxResult`; raises `SandboxError` only when the sandbox itself
-    fails (not for anything the program does). Thread-safe: run many at once from a thread pool.
+    fails or cannot isolate the program (not for anything the program does). Thread-safe: run many
+    at once from a thread pool.
     """
     _require_posix()
     limits = limits or SandboxLimits()
+    check_isolation(limits)
+    return _run(limits, code, stdin, tuple(checks), module_name)
+
+
+def _job_file(job: dict) -> tempfile._TemporaryFileWrapper:
+    handle = tempfile.TemporaryFile()
+    handle.write(json.dumps(job).encode())
+    handle.flush()
+    handle.seek(0)
+    return handle  # type: ignore[return-value]
+
+
+def _run(limits: SandboxLimits, code: str, stdin: str | None, checks: tuple[str, ...],
+         module_name: str) -> SandboxResult:
     drop = limits.drop_privileges and os.geteuid() == 0
     slot = _acquire_slot() if drop else None
     uid = _uid_range_start(limits) + slot if slot is not None else None
     workdir = tempfile.mkdtemp(prefix="retrain-sandbox-")
     nonce = secrets.token_hex(16)
-    result_r, result_w = os.pipe()
-    payload = tempfile.TemporaryFile()
-    stdin_file = None
-    process = None
+    # setup: the program's layers, before its code runs; reply: its answers; call: the judge's requests;
+    # result: the judge's verdicts (the program never holds this one).
+    setup_r, setup_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    call_r, call_w = os.pipe() if checks else (-1, -1)
+    result_r, result_w = os.pipe() if checks else (-1, -1)
+    mine = {setup_r, reply_r, call_w, result_r}  # the ends this process reads or writes until the end
+    theirs = {setup_w, reply_w, call_r, result_w}  # closed here once the child holding them has started
+    files: list = []
+    program = judge = None
     try:
         if uid is not None:
             os.chown(workdir, uid, uid)
@@ -591,71 +1094,120 @@ def run_python(
         if not drop:  # RLIMIT_NPROC counts all of this user's processes: leave room for them
             nproc = _user_tasks(os.getuid()) + limits.max_processes if sys.platform.startswith("linux") else None
         cpu = limits.cpu_seconds if limits.cpu_seconds is not None else limits.timeout_seconds + 1
-        payload.write(json.dumps({
-            "nonce": nonce, "result_fd": result_w, "code": code, "checks": list(checks),
+        program_job = _job_file({
+            "setup_fd": setup_w, "reply_fd": reply_w, "call_fd": call_r if checks else None, "code": code,
             "module_name": module_name, "workdir": workdir, "uid": uid, "gid": uid,
             "isolate": limits.isolate, "disk_mb": limits.disk_mb, "cpu_seconds": max(1, int(cpu + 0.999)),
             "memory_mb": limits.memory_mb, "max_file_mb": limits.max_file_mb,
             "max_open_files": limits.max_open_files, "nproc": nproc, "audit": limits.audit_hook,
-        }).encode())
-        payload.flush()
-        payload.seek(0)
+        })
+        files.append(program_job)
+        stdin_file = None
         if stdin is not None:
             stdin_file = tempfile.TemporaryFile()
+            files.append(stdin_file)
             stdin_file.write(stdin.encode())
             stdin_file.flush()
             stdin_file.seek(0)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
         started = time.monotonic()
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", "-X", "utf8", "-c", _HARNESS, str(payload.fileno())],
+        program_fds = [program_job.fileno(), setup_w, reply_w] + ([call_r] if checks else [])
+        program = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", "-X", "utf8", "-c", _PROGRAM, str(program_job.fileno())],
             stdin=stdin_file if stdin_file is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=workdir, env=env,
-            pass_fds=(payload.fileno(), result_w), start_new_session=True,
+            pass_fds=program_fds, start_new_session=True,
         )
-        os.close(result_w)
-        result_w = -1
-        payload.close()
-        if stdin_file is not None:
-            stdin_file.close()
-        streams, timed_out, over = _collect(process, result_r, started + limits.timeout_seconds,
-                                            limits.max_output_bytes)
-        _kill_group(process)
-        if uid is not None:
-            _kill_uid(uid)
-        returncode = process.wait()
-        duration = time.monotonic() - started
-    finally:
-        if process is not None and process.returncode is None:
-            _kill_group(process)
-            if uid is not None:
-                _kill_uid(uid)
-            process.wait()
-        for fd in (result_r, result_w):
+        if checks:
+            judge_job = _job_file({
+                "nonce": nonce, "checks": list(checks), "call_fd": call_w, "reply_fd": reply_r,
+                "result_fd": result_w, "memory_mb": limits.memory_mb,
+            })
+            files.append(judge_job)
+            judge = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-B", "-X", "utf8", "-c", _JUDGE, str(judge_job.fileno())],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=workdir,
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"},
+                pass_fds=(judge_job.fileno(), call_w, reply_r, result_w), start_new_session=True,
+            )
+            mine -= {call_w, reply_r}  # the judge's now
+            theirs |= {call_w, reply_r}
+        for fd in theirs:
             if fd >= 0:
                 os.close(fd)
-        payload.close()
-        if stdin_file is not None:
-            stdin_file.close()
+        theirs.clear()
+        for handle in files:
+            handle.close()
+        streams, timed_out, over = _collect(program, judge, {"setup": setup_r, "result" if checks else "status":
+                                                             result_r if checks else reply_r},
+                                            started + limits.timeout_seconds, limits.max_output_bytes)
+        _stop(program, judge, uid)
+        returncode = program.wait()
+        duration = time.monotonic() - started
+    finally:
+        if (program is not None and program.returncode is None) or (judge is not None and judge.returncode is None):
+            _stop(program, judge, uid)
+        for fd in mine | theirs:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        for handle in files:
+            handle.close()
         shutil.rmtree(workdir, ignore_errors=True)
         if slot is not None:
             _release_slot(slot)
     return _result(streams, nonce, len(checks), returncode, timed_out, over, duration)
 
 
+def _stop(program: subprocess.Popen | None, judge: subprocess.Popen | None, uid: int | None) -> None:
+    """Kill the program (its process group, and every process of its uid) and the judge; reap both."""
+    if program is not None:
+        _kill_group(program)
+        if uid is not None:
+            _kill_uid(uid)
+        program.wait()
+    if judge is not None:
+        _kill_group(judge)
+        judge.wait()
+        if judge.stderr is not None:
+            judge.stderr.close()
+
+
+def _lines(data: bytes) -> list[dict]:
+    records = []
+    for line in data.split(b"\n"):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 def _result(streams: dict[str, bytearray], nonce: str, n_checks: int, returncode: int, timed_out: bool,
             over: bool, duration: float) -> SandboxResult:
-    records = _parse_results(bytes(streams["result"]), nonce.encode())
+    setup = _lines(bytes(streams["setup"]))
     stderr = streams["stderr"].decode("utf-8", "replace")
-    setup = [message for kind, _, _, message in records if kind == "setup_error"]
-    if setup:
-        raise SandboxError(f"sandbox setup failed: {setup[0]}")
-    ready = [message for kind, _, _, message in records if kind == "ready"]
+    failed = [r["setup_error"] for r in setup if isinstance(r.get("setup_error"), str)]
+    if failed:
+        raise SandboxError(f"sandbox setup failed: {failed[0]}")
+    ready = [r["ready"] for r in setup if isinstance(r.get("ready"), list)]
     if not ready:
         if timed_out:
             raise SandboxError("the sandbox did not start within the timeout; is the machine overloaded?")
         raise SandboxError(f"the sandbox harness died before the code ran (exit {returncode}): {stderr[-2000:]}")
-    code_records = [(ok, message) for kind, _, ok, message in records if kind == "code"]
+    judge_error = streams.get("judge", bytearray()).decode("utf-8", "replace")
+    if "Traceback" in judge_error:
+        raise SandboxError(f"the sandbox's judge failed: {judge_error[-2000:]}")
+    if n_checks:  # the judge's records, signed
+        records = [r for r in _lines(bytes(streams["result"]))
+                   if isinstance(r.get("nonce"), str) and secrets.compare_digest(r["nonce"], nonce)]
+    else:  # the program's own word on how its code ended: only a message, nothing is decided by it
+        records = [{"kind": "code", **r} for r in _lines(bytes(streams["status"]))[:1]]
+    code_records = [(r.get("completed") is True, str(r.get("error") or "")) for r in records if r.get("kind") == "code"]
     if not code_records:
         ended = "timed out" if timed_out else "output limit exceeded" if over else f"exit status {returncode}"
         code_error = f"the program ended before returning to the harness ({ended})"
@@ -665,9 +1217,10 @@ def _result(streams: dict[str, bytearray], nonce: str, n_checks: int, returncode
         why = ("not run: the program ended first" if code_records[0][0] else
                f"not run: the code raised {code_error}" if code_error else "not run: the code did not complete")
     checks = [CheckOutcome(False, why) for _ in range(n_checks)]
-    for kind, index, ok, message in records:
-        if kind == "check" and 0 <= index < n_checks:
-            checks[index] = CheckOutcome(ok, message)
+    for record in records:
+        index = record.get("index")
+        if record.get("kind") == "check" and type(index) is int and 0 <= index < n_checks:
+            checks[index] = CheckOutcome(record.get("ok") is True, str(record.get("error") or ""))
     if timed_out or over:
         reason = "timed out" if timed_out else "output limit exceeded"
         for outcome in checks:
@@ -683,21 +1236,26 @@ def _result(streams: dict[str, bytearray], nonce: str, n_checks: int, returncode
         code_completed=bool(code_records and code_records[0][0]),
         code_error=code_error,
         checks=checks,
-        layers=tuple(ready[0].split(",")),
+        layers=tuple(str(layer) for layer in ready[0]),
     )
 
 
-def _collect(process: subprocess.Popen, result_fd: int, deadline: float,
+def _collect(program: subprocess.Popen, judge: subprocess.Popen | None, pipes: dict[str, int], deadline: float,
              max_output: int) -> tuple[dict[str, bytearray], bool, bool]:
-    """Read stdout, stderr and the result pipe until they close, the deadline passes or output overflows."""
-    assert process.stdout is not None and process.stderr is not None
-    streams = {"stdout": bytearray(), "stderr": bytearray(), "result": bytearray()}
+    """Read the program's stdout and stderr and `pipes` until they close (and the judge, if any, has
+    exited), the deadline passes or the output overflows."""
+    assert program.stdout is not None and program.stderr is not None
+    streams = {"stdout": bytearray(), "stderr": bytearray(), **{name: bytearray() for name in pipes}}
     selector = selectors.DefaultSelector()
-    selector.register(process.stdout.fileno(), selectors.EVENT_READ, "stdout")
-    selector.register(process.stderr.fileno(), selectors.EVENT_READ, "stderr")
-    selector.register(result_fd, selectors.EVENT_READ, "result")
+    selector.register(program.stdout.fileno(), selectors.EVENT_READ, "stdout")
+    selector.register(program.stderr.fileno(), selectors.EVENT_READ, "stderr")
+    for name, fd in pipes.items():
+        selector.register(fd, selectors.EVENT_READ, name)
+    if judge is not None and judge.stderr is not None:
+        streams["judge"] = bytearray()
+        selector.register(judge.stderr.fileno(), selectors.EVENT_READ, "judge")
     timed_out = over = False
-    open_count = 3
+    open_count = len(selector.get_map())
     try:
         while open_count:
             remaining = deadline - time.monotonic()
@@ -711,7 +1269,7 @@ def _collect(process: subprocess.Popen, result_fd: int, deadline: float,
                     open_count -= 1
                     continue
                 buffer = streams[key.data]
-                if key.data == "result":
+                if key.data not in ("stdout", "stderr"):
                     if len(buffer) < (4 << 20):
                         buffer += chunk
                     continue
@@ -723,8 +1281,8 @@ def _collect(process: subprocess.Popen, result_fd: int, deadline: float,
                 break
     finally:
         selector.close()
-        process.stdout.close()
-        process.stderr.close()
+        program.stdout.close()
+        program.stderr.close()
     return streams, timed_out, over
 
 

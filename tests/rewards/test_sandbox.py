@@ -31,6 +31,8 @@ FAST = SandboxLimits(timeout_seconds=3)
 NO_HOOK = SandboxLimits(timeout_seconds=3, audit_hook=False)
 NO_NAMESPACES = SandboxLimits(timeout_seconds=3, isolate=False)
 UID_ONLY = SandboxLimits(timeout_seconds=3, isolate=False, audit_hook=False)
+# What a machine without root gets: the audit hook alone (refused unless allowed: see test_sandbox_attacks.py).
+HOOK_ONLY = SandboxLimits(timeout_seconds=3, isolate=False, drop_privileges=False, allow_in_process_sandbox_only=True)
 
 
 def sandbox_uid(result) -> int | None:
@@ -92,7 +94,7 @@ def test_layers_on_this_machine_are_reported():
 def test_standard_library_imports_work_inside_every_layer_combination():
     code = ("import collections, dataclasses, decimal, fractions, heapq, itertools, json, math, random, re, "
             "statistics, typing\nP = collections.namedtuple('P', 'x y')\nprint(P(1, 2), decimal.Decimal('1.5') * 2)")
-    for limits in (FAST, NO_HOOK, NO_NAMESPACES, UID_ONLY):
+    for limits in (FAST, NO_HOOK, NO_NAMESPACES, UID_ONLY, HOOK_ONLY):
         result = run_python(code, limits=limits)
         assert result.ok, (limits, result.stderr)
         assert result.stdout == "P(x=1, y=2) 3.0\n"
@@ -108,7 +110,8 @@ def test_environment_has_no_parent_secrets(monkeypatch):
 # -- files --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("limits", [FAST, NO_HOOK, NO_NAMESPACES], ids=["all", "no-hook", "no-namespaces"])
+@pytest.mark.parametrize("limits", [FAST, NO_HOOK, NO_NAMESPACES, HOOK_ONLY],
+                         ids=["all", "no-hook", "no-namespaces", "hook-only"])
 def test_cannot_read_a_secret_outside_the_working_directory(secret_file, limits):
     result = run_python(f"print(open({str(secret_file)!r}).read())", limits=limits)
     assert "TOP-SECRET-VALUE" not in result.stdout
@@ -127,13 +130,13 @@ def test_uid_layer_alone_protects_a_private_file(secret_file):
 
 
 def test_cannot_read_system_files():
-    for limits in (FAST, NO_HOOK, NO_NAMESPACES):
+    for limits in (FAST, NO_HOOK, NO_NAMESPACES, HOOK_ONLY):
         result = run_python("print(open('/etc/passwd').read())", limits=limits)
         assert "root:" not in result.stdout, limits
 
 
 def test_cannot_list_or_walk_out_of_the_working_directory(secret_file):
-    for limits in (FAST, NO_HOOK, NO_NAMESPACES):
+    for limits in (FAST, NO_HOOK, NO_NAMESPACES, HOOK_ONLY):
         result = run_python(f"import os\nprint(os.listdir({str(secret_file.parent)!r}))", limits=limits)
         assert "secret.txt" not in result.stdout and not result.ok
     assert "os.listdir" in result.stderr and "denied" in result.stderr  # the hook, without namespaces
@@ -142,7 +145,8 @@ def test_cannot_list_or_walk_out_of_the_working_directory(secret_file):
     assert "TOP-SECRET-VALUE" not in result.stdout and "os.symlink denied" in result.stderr
 
 
-@pytest.mark.parametrize("limits", [FAST, NO_HOOK, NO_NAMESPACES], ids=["all", "no-hook", "no-namespaces"])
+@pytest.mark.parametrize("limits", [FAST, NO_HOOK, NO_NAMESPACES, HOOK_ONLY],
+                         ids=["all", "no-hook", "no-namespaces", "hook-only"])
 def test_cannot_write_outside_the_working_directory(tmp_path, limits):
     target = tmp_path / "pwned.txt"
     tmp_path.chmod(0o777)  # not the file permissions: the sandbox's own layers must stop it
@@ -202,7 +206,7 @@ def listening_server():
     server.close()
 
 
-@pytest.mark.parametrize("limits", [FAST, NO_HOOK], ids=["all", "no-hook"])
+@pytest.mark.parametrize("limits", [FAST, NO_HOOK, HOOK_ONLY], ids=["all", "no-hook", "hook-only"])
 def test_cannot_connect_to_a_local_server(listening_server, limits):
     if not limits.audit_hook and not HAS_NAMESPACES:
         pytest.skip("without the hook, only a network namespace stops this")
@@ -395,6 +399,103 @@ os._exit(0)
 def test_checks_run_with_the_real_builtins_restored():
     result = run_python("import builtins\nbuiltins.sorted = lambda x: [1, 2]", checks=["assert sorted([3]) == [1, 2]"])
     assert not result.checks[0].passed
+
+
+# -- what a check sees: the program's names, across the process boundary ----------------------------
+
+
+def _passed(code, checks, limits=FAST):
+    result = run_python(code, checks=checks, limits=limits, module_name="solution")
+    return [check.passed for check in result.checks], result
+
+
+def test_values_of_every_plain_type_cross_exactly():
+    code = ("def f():\n    return [None, True, 2**200, -7, 0.1, float('inf'), -0.0, 1+2j, 'é\\ud800', b'\\x00', "
+            "bytearray(b'ab'), (1, (2,)), {'k': {3}}, frozenset({4}), {(1, 2): [5]}]\nNAN = float('nan')")
+    checks = ["v = f()\nassert v == [None, True, 2**200, -7, 0.1, float('inf'), -0.0, 1+2j, 'é\\ud800', b'\\x00', "
+              "bytearray(b'ab'), (1, (2,)), {'k': {3}}, frozenset({4}), {(1, 2): [5]}]",
+              "import math\nassert type(f()[10]) is bytearray and math.copysign(1, f()[6]) == -1",
+              "assert NAN != NAN"]
+    passed, result = _passed(code, checks)
+    assert passed == [True, True, True], result.checks
+
+
+def test_classes_instances_methods_and_attributes():
+    code = ("class Node:\n    def __init__(self, val, next=None):\n        self.val, self.next = val, next\n"
+            "class Solution:\n    def reverse(self, head):\n        prev = None\n        while head:\n"
+            "            head.next, prev, head = prev, head, head.next\n        return prev\n")
+    checks = ["head = Node(1, Node(2, Node(3)))\nnode = Solution().reverse(head)\nout = []\n"
+              "while node is not None:\n    out.append(node.val)\n    node = node.next\nassert out == [3, 2, 1]",
+              "n = Node(5)\nn.val = 6\nassert n.val == 6"]
+    passed, result = _passed(code, checks)
+    assert passed == [True, True], result.checks
+
+
+def test_in_place_changes_to_arguments_are_copied_back():
+    code = "def sort_in_place(xs):\n    xs.sort()\ndef add_key(d, key):\n    d[key] = 1\n"
+    checks = ["xs = [3, 1, 2]\nsort_in_place(xs)\nassert xs == [1, 2, 3]",
+              "d = {}\nadd_key(d, key='a')\nadd_key(d=d, key='b')\nassert d == {'a': 1, 'b': 1}"]
+    passed, result = _passed(code, checks)
+    assert passed == [True, True], result.checks
+
+
+def test_exceptions_keep_their_builtin_type():
+    code = "class Custom(Exception):\n    pass\ndef f(x):\n    if x < 0:\n        raise ValueError('negative')\n" \
+           "    raise Custom('mine')\n"
+    checks = ["try:\n    f(-1)\nexcept ValueError as exc:\n    assert str(exc) == 'negative'\nelse:\n    assert False",
+              "f(1)"]
+    passed, result = _passed(code, checks)
+    assert passed == [True, False]
+    assert result.checks[1].error == "ProgramError: Custom: mine"
+
+
+def test_generators_iteration_len_indexing_and_membership():
+    code = ("def gen(n):\n    yield from range(n)\nclass Box:\n    def __init__(self):\n        self.items = [1, 2]\n"
+            "    def __len__(self):\n        return 2\n    def __getitem__(self, i):\n        return self.items[i]\n"
+            "    def __contains__(self, x):\n        return x in self.items\n    def __iter__(self):\n"
+            "        return iter(self.items)\n    def __str__(self):\n        return 'Box(1, 2)'\n")
+    checks = ["assert list(gen(3)) == [0, 1, 2] and sum(gen(4)) == 6",
+              "b = Box()\nassert len(b) == 2 and b[1] == 2 and 1 in b and 3 not in b and list(b) == [1, 2]",
+              "assert str(Box()) == 'Box(1, 2)'"]
+    passed, result = _passed(code, checks)
+    assert passed == [True, True, True], result.checks
+
+
+def test_names_are_looked_up_when_used():
+    code = "count = 0\ndef bump():\n    global count\n    count += 1\n"
+    checks = ["bump()\nbump()\nassert count == 2", "assert count == 2"]
+    assert _passed(code, checks)[0] == [True, True]
+
+
+def test_humaneval_style_check_function_and_helpers():
+    code = "def add(a, b):\n    return a + b\n"
+    checks = ["def check(candidate):\n    assert candidate(1, 2) == 3\n    assert all(candidate(i, i) == 2 * i "
+              "for i in range(20))\ncheck(add)", "assert add(1, 2) == 3, f'got {add(1, 2)}'"]
+    assert _passed(code, checks)[0] == [True, True]
+
+
+def test_modules_the_program_imported_are_the_judges_own():
+    code = "import math\nimport collections as c\ndef f():\n    return math.pi\n"
+    checks = ["assert math.isclose(f(), 3.14159, rel_tol=1e-5)", "assert c.Counter('aab')['a'] == 2"]
+    assert _passed(code, checks)[0] == [True, True]
+
+
+def test_a_check_passing_a_function_of_its_own_gets_a_clear_error():
+    code = "def apply(fn, x):\n    return fn(x)\n"
+    passed, result = _passed(code, ["assert apply(lambda v: v + 1, 1) == 2"])
+    assert passed == [False]
+    assert "a check passed a function to the program" in result.checks[0].error
+
+
+def test_a_name_the_program_lacks_is_a_name_error():
+    passed, result = _passed("x = 1", ["assert missing(1) == 2"])
+    assert passed == [False] and result.checks[0].error == "NameError: name 'missing' is not defined"
+
+
+def test_the_program_output_during_checks_is_captured():
+    code = "def f(x):\n    print('called with', x)\n    return x\n"
+    passed, result = _passed(code, ["assert f(4) == 4"])
+    assert passed == [True] and result.stdout == "called with 4\n"
 
 
 # -- errors of the sandbox itself -------------------------------------------------------------------
