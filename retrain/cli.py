@@ -87,6 +87,8 @@ def validate(config: ConfigPath, backend: BackendOption = None, model: ModelOpti
         _fail(exc, config)
     else:
         console.print(f"[green]ok[/]: {escape(str(config))} is valid for backend '{resolved.backend}'")
+        for note in resolved.preflight_notes():
+            console.print(escape(note), highlight=False)
 
 
 @app.command()

@@ -31,6 +31,9 @@ class ScoringFunction:
     and return a list; others are called once per completion. `bounds` is the range of a
     reward's values, `(low, high)`, or a function of the config `params` that returns it; the
     Scorer needs it to rank failed completions below passing ones (`rewards.gate: floor`).
+    `preflight(params)`, when given, runs when a config using the function is validated: it raises
+    ValueError (with what to do) when the function cannot run here with those params, and returns a
+    line for `retrain validate` and the run's start to show (or None).
     """
 
     name: str
@@ -39,6 +42,7 @@ class ScoringFunction:
     batched: bool = False
     bounds: Bounds | Callable[[dict[str, Any]], Bounds | None] | None = None
     description: str = ""
+    preflight: Callable[[dict[str, Any]], str | None] | None = None
     is_async: bool = field(init=False)
     parameters: tuple[str, ...] = field(init=False)
     required_parameters: tuple[str, ...] = field(init=False)
@@ -106,9 +110,11 @@ def _decorator(kind: Kind):
         name: str | None = None,
         batched: bool = False,
         bounds: Bounds | Callable[[dict[str, Any]], Bounds | None] | None = None,
+        preflight: Callable[[dict[str, Any]], str | None] | None = None,
     ) -> Any:
         def wrap(inner: Callable[..., Any]) -> Callable[..., Any]:
-            function = ScoringFunction(name or inner.__name__, inner, kind, batched=batched, bounds=bounds)
+            function = ScoringFunction(name or inner.__name__, inner, kind, batched=batched, bounds=bounds,
+                                       preflight=preflight)
             register(function)
             inner.__retrain__ = function  # type: ignore[attr-defined]
             return inner

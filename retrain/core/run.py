@@ -168,6 +168,8 @@ def run_sync(
     console.print(f"[bold]retrain[/] {resolved.backend} run -> {escape(str(run_dir.path))}", soft_wrap=True)
     if resolved.task:
         console.print(f"task: {escape(resolved.task)}", highlight=False)
+    for note in resolved.preflight_notes():
+        console.print(escape(note), highlight=False)
 
     progress = ProgressReporter(
         console, enabled=show_progress, max_completion_tokens=resolved.algorithm.max_completion_tokens

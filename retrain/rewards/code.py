@@ -13,6 +13,12 @@ The tests come from a dataset column (default `tests`), one of two shapes:
 
 Either shape may also be given as a JSON string. Each run is sandboxed (`retrain.rewards.sandbox`),
 and runs go in parallel in a bounded thread pool. Only the Python standard library is available.
+Assert snippets run in a judge process, apart from the code: the names they use that they do not
+define are the program's, reached over a pipe; values cross as plain data, so the comparison is
+the judge's (see the sandbox's docstring for what that changes for a test).
+
+On a machine that gives the sandbox no OS isolation (no root: no separate uid, no namespaces) the
+rules refuse to run at validation unless `allow_in_process_sandbox_only: true` is in their params.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retrain.core.registry import reward, verifier
-from retrain.rewards.sandbox import SandboxLimits, SandboxResult, run_python
+from retrain.rewards.sandbox import SandboxError, SandboxLimits, SandboxResult, check_isolation, run_python
 
 __all__ = [
     "IOCase",
@@ -287,9 +293,22 @@ def run_tests(
                            max_output_chars=max_output_chars)[0]
 
 
+def _sandbox_preflight(params: dict[str, Any]) -> str:
+    """The sandbox's layers on this machine, for `retrain validate` and the run's start; ValueError
+    (with what to do) when they include no OS isolation and in-process-only was not allowed."""
+    allow = params.get("allow_in_process_sandbox_only", False)
+    if not isinstance(allow, bool):
+        raise ValueError(f"allow_in_process_sandbox_only must be true or false, got {allow!r}")
+    try:
+        layers = check_isolation(SandboxLimits(allow_in_process_sandbox_only=allow))
+    except SandboxError as exc:
+        raise ValueError(str(exc)) from None
+    return "code sandbox layers: " + ", ".join(layers)
+
+
 def _reports(
     completion: list[str], metadata: list[dict], tests_column: str, timeout_seconds: float, memory_mb: int,
-    max_workers: int | None, max_output_chars: int,
+    max_workers: int | None, max_output_chars: int, allow_in_process_sandbox_only: bool,
 ) -> list[TestReport]:
     rows = []
     for i, row in enumerate(metadata):
@@ -297,12 +316,13 @@ def _reports(
             raise ValueError(f"code tests need the dataset column '{tests_column}' (params.tests_column); "
                              f"completion {i} has columns {sorted(row)}")
         rows.append(parse_tests(row[tests_column], tests_column))
-    limits = SandboxLimits(timeout_seconds=timeout_seconds, memory_mb=memory_mb)
+    limits = SandboxLimits(timeout_seconds=timeout_seconds, memory_mb=memory_mb,
+                           allow_in_process_sandbox_only=allow_in_process_sandbox_only)
     return run_tests_batch([extract_code(text) for text in completion], rows, limits, max_workers=max_workers,
                            max_output_chars=max_output_chars)
 
 
-@reward(batched=True, bounds=(0.0, 1.0))
+@reward(batched=True, bounds=(0.0, 1.0), preflight=_sandbox_preflight)
 def code_tests(
     completion: list[str],
     metadata: list[dict],
@@ -311,6 +331,7 @@ def code_tests(
     memory_mb: int = 512,
     max_workers: int | None = None,
     max_output_chars: int = 1000,
+    allow_in_process_sandbox_only: bool = False,
 ) -> list[float]:
     """Fraction of the dataset's tests that the completion's Python code passes, run in a sandbox.
 
@@ -319,6 +340,8 @@ def code_tests(
     Each run is limited to `timeout_seconds` of wall clock and `memory_mb` of address space, has no
     network and sees no file outside its own temporary directory; `max_workers` runs go at once
     (default: the number of CPUs). Raise `rewards.timeout_seconds` for large batches of slow tests.
+    The tests' verdicts are made outside the code's process. Without root (no separate uid, no
+    namespaces) the rule is refused unless `allow_in_process_sandbox_only: true`.
 
     Example:
         rewards:
@@ -327,11 +350,11 @@ def code_tests(
               params: {tests_column: tests, timeout_seconds: 5}
     """
     reports = _reports(completion, metadata, tests_column, timeout_seconds, memory_mb, max_workers,
-                       max_output_chars)
+                       max_output_chars, allow_in_process_sandbox_only)
     return [report.fraction for report in reports]
 
 
-@verifier(batched=True)
+@verifier(batched=True, preflight=_sandbox_preflight)
 def code_passes_tests(
     completion: list[str],
     metadata: list[dict],
@@ -340,6 +363,7 @@ def code_passes_tests(
     memory_mb: int = 512,
     max_workers: int | None = None,
     max_output_chars: int = 1000,
+    allow_in_process_sandbox_only: bool = False,
 ) -> list[tuple[bool, str]]:
     """Passes when the completion's Python code passes all of the dataset's tests, run in a sandbox.
 
@@ -352,5 +376,5 @@ def code_passes_tests(
             params: {tests_column: tests, timeout_seconds: 5}
     """
     reports = _reports(completion, metadata, tests_column, timeout_seconds, memory_mb, max_workers,
-                       max_output_chars)
+                       max_output_chars, allow_in_process_sandbox_only)
     return [(report.all_passed, report.summary()) for report in reports]

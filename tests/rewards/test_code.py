@@ -212,3 +212,53 @@ def test_runs_go_in_parallel_in_a_bounded_pool():
     elapsed = time.monotonic() - started
     assert all(r.all_passed for r in reports)
     assert 1.2 <= elapsed < 2.3  # two at a time: two waves of 0.6 s, not four (2.4 s) and not one (0.6 s)
+
+
+# -- machines without OS isolation ------------------------------------------------------------------------
+
+CODE_CONFIG = """\
+model_to_train: retrain:tiny
+example_prompts: ["Write add(a, b)."]
+rewards:
+  functions:
+    - function: code_tests
+      params: {PARAMS}
+"""
+
+
+def test_validate_and_the_run_start_say_which_sandbox_layers_are_active(tmp_path):
+    from typer.testing import CliRunner
+
+    from retrain.cli import app
+    from retrain.rewards.sandbox import sandbox_layers
+
+    path = tmp_path / "code.yaml"
+    path.write_text(CODE_CONFIG.replace("{PARAMS}", "{timeout_seconds: 2}"))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "code sandbox layers: " + ", ".join(sandbox_layers()) in " ".join(result.output.split())
+    config = TrainingConfig.from_yaml(path)
+    assert config.preflight_notes() == ["code sandbox layers: " + ", ".join(sandbox_layers())]
+
+
+def test_without_os_isolation_the_code_rules_are_refused_unless_allowed(monkeypatch, tmp_path):
+    # Stand-in for a machine without root (this one has it): the measured layers of the default sandbox
+    # are replaced by what such a machine reports. The refusal itself, with real layers switched off, is
+    # test_sandbox_attacks.py::test_in_process_only_is_refused_unless_allowed.
+    from retrain.core.errors import ConfigError
+    from retrain.rewards import sandbox
+
+    monkeypatch.setitem(sandbox._layers_cache, (True, True, True), ("process", "no_new_privs", "audit hook"))
+    path = tmp_path / "code.yaml"
+    path.write_text(CODE_CONFIG.replace("{PARAMS}", "{timeout_seconds: 2}"))
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_yaml(path)
+    message = str(info.value)
+    assert "rewards.functions[0].params" in message and "allow_in_process_sandbox_only: true" in message
+    assert "code.yaml:6" in message
+    path.write_text(CODE_CONFIG.replace("{PARAMS}", "{allow_in_process_sandbox_only: true}"))
+    assert TrainingConfig.from_yaml(path).preflight_notes() == [
+        "code sandbox layers: process, no_new_privs, audit hook"]
+    path.write_text(CODE_CONFIG.replace("{PARAMS}", "{allow_in_process_sandbox_only: 'yes'}"))
+    with pytest.raises(ConfigError, match="must be true or false"):
+        TrainingConfig.from_yaml(path)

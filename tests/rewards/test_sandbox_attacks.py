@@ -384,7 +384,8 @@ def add(a, b):
 
 @CONFIGS
 def test_shadowing_builtins_does_not_change_what_the_checks_call(limits):
-    code = "import builtins\nlen = lambda x: 3\nbuiltins.len = len\nsorted = lambda x: [1, 2]\ndef f():\n    return []\n"
+    code = ("import builtins\nlen = lambda x: 3\nbuiltins.len = len\nsorted = lambda x: [1, 2]\n"
+            "def f():\n    return []\n")
     result = run_python(code, checks=["assert len(f()) == 3", "assert sorted(f()) == [1, 2]"], limits=limits)
     assert_not_passed(result)
 

@@ -208,6 +208,36 @@ class TrainingConfig(_Strict):
             if component_bounds(spec.reference, spec.params, spec.bounds) is None
         ]
 
+    def _preflights(self) -> list[tuple[str, str, Any]]:
+        """(field, rule, preflight result or the ValueError it raised) of each rule that has a preflight."""
+        from retrain.core.registry import resolve_function
+
+        found: list[tuple[str, str, Any]] = []
+        rules = [(f"verifiers[{i}]", v.rule, "verifier", v.params) for i, v in enumerate(self.verifiers)]
+        rules += [(spec.field, spec.reference, "reward", spec.params) for spec in self.scored_specs()]
+        for field_, reference, kind, params in rules:
+            function = resolve_function(reference, kind)
+            if function.preflight is None:
+                continue
+            try:
+                found.append((field_, reference, function.preflight(dict(params))))
+            except ValueError as exc:
+                found.append((field_, reference, exc))
+        return found
+
+    def preflight_issues(self) -> list[ConfigIssue]:
+        """Rules that cannot run on this machine with their params (e.g. code rules without OS isolation)."""
+        return [ConfigIssue(f"{field_}.params", None, f"'{rule}': {result}")
+                for field_, rule, result in self._preflights() if isinstance(result, ValueError)]
+
+    def preflight_notes(self) -> list[str]:
+        """What the rules' preflights report (e.g. the code sandbox's layers), one line each, without repeats."""
+        notes: list[str] = []
+        for _, _, result in self._preflights():
+            if isinstance(result, str) and result not in notes:
+                notes.append(result)
+        return notes
+
     # -- loading -----------------------------------------------------------------------------
 
     @classmethod
@@ -239,7 +269,8 @@ class TrainingConfig(_Strict):
             raise ConfigError(issues_from_validation(exc, data, lines or {}, TrainingConfig), source=source) from None
         issues = [
             ConfigIssue(issue.field, line_for(loc_of(issue.field), data, lines or {}), issue.message)
-            for issue in config.gate_issues() + load_backend(config.backend).check_config(config)
+            for issue in config.gate_issues() + config.preflight_issues()
+            + load_backend(config.backend).check_config(config)
         ]
         if issues:
             raise ConfigError(issues, source=source)
