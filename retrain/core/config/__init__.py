@@ -210,10 +210,12 @@ class TrainingConfig(_Strict):
 
     def _preflights(self) -> list[tuple[str, str, Any]]:
         """(field, rule, preflight result or the ValueError it raised) of each rule that has a preflight."""
-        from retrain.core.registry import resolve_function
+        from retrain.core.registry import Kind, resolve_function
 
         found: list[tuple[str, str, Any]] = []
-        rules = [(f"verifiers[{i}]", v.rule, "verifier", v.params) for i, v in enumerate(self.verifiers)]
+        rules: list[tuple[str, str, Kind, dict[str, Any]]] = [
+            (f"verifiers[{i}]", v.rule, "verifier", v.params) for i, v in enumerate(self.verifiers)
+        ]
         rules += [(spec.field, spec.reference, "reward", spec.params) for spec in self.scored_specs()]
         for field_, reference, kind, params in rules:
             function = resolve_function(reference, kind)
