@@ -82,9 +82,30 @@ def test_calculator_evaluates_arithmetic_and_nothing_else():
     for hostile in ("__import__('os').system('id')", "open('/etc/passwd')", "2 ** 10000", "(1).__class__"):
         with pytest.raises((ValueError, SyntaxError)):
             calculator(hostile)
+    for hostile in ("(((9**100)**100)**100)**10", "(10**99)**100", "round(7, -10**8)", "exp(1000)",
+                    "*".join(["9**100"] * 13), "min(2**100, 2**99)**100"):
+        with pytest.raises(ValueError, match="too large|at most"):
+            calculator(hostile)
+    assert calculator("-(2**100)**40") == str(-(2**100) ** 40)  # 4000 bits: within the bound
     assert load_tool("calculator").name == "calculator"
     with pytest.raises(ValueError, match="did you mean 'calculator'"):
         load_tool("calculater")
+
+
+def test_a_hostile_calculator_call_ends_within_the_tool_timeout():
+    # Tool timeouts run in a thread pool that cannot stop a computation holding the interpreter lock:
+    # the bound on the calculator's integers is what keeps this call short, not the timeout.
+    environment = ToolEnvironment([load_tool("calculator")], tool_timeout_seconds=1)
+    call = '<tool_call>{"name": "calculator", "arguments": {"expression": "(((9**100)**100)**100)**10"}}</tool_call>'
+
+    async def episode():
+        started = asyncio.get_running_loop().time()
+        result = await environment.step(Message("assistant", call))
+        return result, asyncio.get_running_loop().time() - started
+
+    result, seconds = asyncio.run(episode())
+    assert "result too large" in result.observation[0].content and not result.done
+    assert seconds < 1.0
 
 
 def test_tool_environment_runs_calls_concurrently_and_ends_on_an_answer():

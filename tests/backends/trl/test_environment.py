@@ -81,6 +81,41 @@ def test_trls_loss_mask_is_exactly_the_models_tokens(tmp_path):
     assert record["rewards/used_the_calculator/mean"] == 1.0
 
 
+def test_a_hostile_calculator_expression_is_an_error_and_training_goes_on(tmp_path):
+    # 26 characters that used to hold the trainer's interpreter lock for 16 s of big-integer work, past any
+    # tool timeout; now refused before computing. Every episode of the step sends it.
+    hostile = "(((9**100)**100)**100)**10"
+
+    def hostile_policy(trainer):
+        tokenizer = trainer.processing_class
+
+        def generate_batch(sequences, budgets):
+            return [tokenizer((CALL % hostile) if "<|im_start|>tool" not in tokenizer.decode(sequence)
+                              else "I could not compute it.", add_special_tokens=False)["input_ids"]
+                    + [tokenizer.eos_token_id] for sequence in sequences]
+
+        return generate_batch
+
+    config = TrainingConfig.from_yaml(EXAMPLE)
+    config = config.model_copy(update={
+        "model": config.model.model_copy(update={"name": "retrain:tiny"}),
+        "data": config.data.model_copy(update={"source": str(ROOT / "examples" / "data" / "arithmetic.jsonl")}),
+        "algorithm": config.algorithm.model_copy(update={"max_steps": 1}),
+        "environment": config.environment.model_copy(update={"tool_timeout_seconds": 2.0}),
+    })
+    run_dir = RunDir.create(tmp_path, "hostile")
+    trainer = build_trainer(config, run_dir, ProgressReporter(QUIET, enabled=False), generate_batch=hostile_policy)
+    try:
+        trainer.train()
+    finally:
+        trainer.retrain_episodes.close()
+    record = metrics(run_dir.path)[0]
+    assert record["step"] == 1 and record["env/tool_error_rate"] == 1.0
+    for rollout in trainer.retrain_episodes.last_rollouts:
+        (reply,) = [m["content"] for m in rollout.messages if m["role"] == "tool"]
+        assert "result too large" in reply
+
+
 def test_the_calculator_example_trains_on_trl_with_the_tiny_model(tmp_path):
     summary = run_sync(str(EXAMPLE), model="retrain:tiny", max_steps=2, output_dir=tmp_path, console=QUIET)
     assert summary["status"] == "completed" and "env/tool_calls/mean" in summary["metrics"]
