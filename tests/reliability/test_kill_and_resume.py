@@ -142,6 +142,10 @@ def test_verl_ctrl_c_then_sigkill_then_resume_continues_the_steps(tmp_path, writ
     resuming = start_run(path, output_dir, "--resume", str(run_dir))
     kill_when_checkpointed(resuming, output_dir, step=interrupted_at + 1, timeout=600)
     killed_at = RunDir.checkpoint_step(RunDir(run_dir).latest_checkpoint())  # type: ignore[arg-type]
-    assert interrupted_at < killed_at
+    assert interrupted_at < killed_at < STEPS, "killed after the last step: the resume below would test nothing"
+    before_resume = read_jsonl(run_dir / "metrics.jsonl")
+    assert len(before_resume) < STEPS
     resumed = run_sync(str(path), resume=run_dir, max_steps=STEPS, console=QUIET)
-    check_continuity(Path(resumed["run_dir"]), killed_at, resumes=2)
+    records = check_continuity(Path(resumed["run_dir"]), killed_at, resumes=2)
+    # verl checkpoints a step just before logging it: the steps before the last checkpoint stay as they were.
+    assert records[:killed_at - 1] == before_resume[:killed_at - 1], "resuming rewrote the steps before the kill"

@@ -162,7 +162,7 @@ class HFServer:
 
     async def load_weights(self, state_dict, global_steps=None):
         async with self.lock:
-            self.model.load_state_dict(state_dict, strict=False)
+            load_every_weight(self.model, state_dict)
             self.global_steps = global_steps
 
     async def set_global_steps(self, global_steps):
@@ -178,6 +178,23 @@ class HFServer:
     async def resume_generation(self): pass
     async def start_profile(self, **kw): pass
     async def stop_profile(self): pass
+
+
+def load_every_weight(model, state_dict):
+    """Load the trainer's weights into the rollout model, all of them: a name the model lacks, or a parameter
+    of the model that did not come (other than one tied to a parameter that did, like lm_head to the
+    embeddings), is an error. A partial load would leave rollouts on the initial weights without a word."""
+    result = model.load_state_dict(state_dict, strict=False)
+    own = model.state_dict()
+    loaded_storage = {own[name].data_ptr() for name in state_dict if name in own}
+    missing = [name for name in result.missing_keys if own[name].data_ptr() not in loaded_storage]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            "retrain's CPU rollout server got weights that do not match its model: "
+            f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''} ({len(missing)}), "
+            f"unknown {list(result.unexpected_keys)[:5]} ({len(result.unexpected_keys)}); rollouts would use stale "
+            "weights, so training stops here (please report this with the model's name)"
+        )
 
 
 class HFReplica(RolloutReplica):

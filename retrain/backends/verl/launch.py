@@ -124,7 +124,6 @@ def _cpu_overrides(config: TrainingConfig, micro: int) -> list[str]:
         "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={micro}",
         "actor_rollout_ref.rollout.free_cache_engine=false",
-        "actor_rollout_ref.rollout.calculate_log_probs=false",
         "actor_rollout_ref.rollout.agent.num_workers=1",
         f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={micro}",
         "reward.num_workers=1",

@@ -172,6 +172,7 @@ OWNED: dict[str, str] = {
     "trainer.critic_warmup": "algorithm.critic.warmup_steps",
     "algorithm.rollout_correction.rollout_is": "rollout.importance_sampling_correction",
     "algorithm.rollout_correction.rollout_is_threshold": "rollout.importance_sampling_cap",
+    f"{ROLLOUT}.calculate_log_probs": "rollout.importance_sampling_correction",
     f"{ROLLOUT}.n": "algorithm.group_size",
     "data.train_batch_size": "algorithm.prompts_per_step",
     f"{ACTOR}.ppo_mini_batch_size": "algorithm.mini_batches",
@@ -286,6 +287,9 @@ def algorithm_overrides(config: TrainingConfig) -> list[str]:
         overrides["data.max_prompt_length"] = config.data.max_prompt_tokens
     if config.rollout.importance_sampling_correction:
         overrides["algorithm.rollout_correction.rollout_is"] = "token"
+        # verl computes the correction only when the rollout returns its log-probs, and skips it silently
+        # otherwise (ray_trainer: `"rollout_log_probs" in batch.batch`).
+        overrides[f"{ROLLOUT}.calculate_log_probs"] = True
         overrides["algorithm.rollout_correction.rollout_is_threshold"] = config.rollout.importance_sampling_cap
     if algorithm.loss_aggregation == "dr_grpo":
         # TRL's Dr. GRPO divides by max_completion_length; verl defaults to the padded batch width.

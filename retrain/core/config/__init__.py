@@ -18,7 +18,7 @@ from retrain.core.config.algorithm import AlgorithmConfig
 from retrain.core.config.data import DataConfig
 from retrain.core.config.environment import EnvironmentConfig, MCPServerSpec
 from retrain.core.config.evaluation import CorrectConfig, EvaluationConfig
-from retrain.core.config.messages import ALIASES, issues_from_validation, line_for, loc_of
+from retrain.core.config.messages import ALIASES, as_written, issues_from_validation, line_for, loc_of
 from retrain.core.config.model import LoraConfig, ModelConfig
 from retrain.core.config.optimizer import OptimizerConfig
 from retrain.core.config.resources import ResourcesConfig
@@ -270,7 +270,7 @@ class TrainingConfig(_Strict):
         except ValidationError as exc:
             raise ConfigError(issues_from_validation(exc, data, lines or {}, TrainingConfig), source=source) from None
         issues = [
-            ConfigIssue(issue.field, line_for(loc_of(issue.field), data, lines or {}), issue.message)
+            ConfigIssue(as_written(issue.field, data), line_for(loc_of(issue.field), data, lines or {}), issue.message)
             for issue in config.gate_issues() + config.preflight_issues()
             + load_backend(config.backend).check_config(config)
         ]
@@ -301,7 +301,8 @@ def locate(error: ConfigError, path: str | Path) -> ConfigError:
     if not isinstance(data, dict):
         return error
     issues = [
-        issue if issue.line else ConfigIssue(issue.field, line_for(loc_of(issue.field), data, lines), issue.message)
+        ConfigIssue(as_written(issue.field, data), issue.line or line_for(loc_of(issue.field), data, lines),
+                    issue.message)
         for issue in error.issues
     ]
     return ConfigError(issues, source=str(path))

@@ -21,6 +21,17 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
+def as_written(field: str | None, data: Any) -> str | None:
+    """`field` named as the user wrote it: `example_prompts (data.prompts)` when the config used the alias."""
+    if not field or not isinstance(data, dict):
+        return field
+    for alias, target in ALIASES.items():
+        canonical = ".".join(target)
+        if alias in data and (field == canonical or field.startswith((canonical + ".", canonical + "["))):
+            return f"{alias}{field[len(canonical):]} ({field})"
+    return field
+
+
 def loc_of(field: str | None) -> tuple[str | int, ...]:
     if not field:
         return ()
@@ -167,5 +178,5 @@ def issues_from_validation(
             message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
         else:
             message = error["msg"]
-        issues.append(ConfigIssue(field, line or line_for(loc, data, lines), message))
+        issues.append(ConfigIssue(as_written(field, data), line or line_for(loc, data, lines), message))
     return issues
