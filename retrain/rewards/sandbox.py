@@ -1008,6 +1008,7 @@ _layers_lock = threading.Lock()
 def sandbox_layers(limits: SandboxLimits | None = None) -> tuple[str, ...]:
     """The layers a run with `limits` (default: the defaults) gets on this machine, e.g. ('process',
     'namespaces', 'no_new_privs', 'uid ...', 'audit hook'); measured once per combination of switches."""
+    _require_posix()
     limits = limits or SandboxLimits()
     key = (limits.isolate, limits.drop_privileges, limits.audit_hook)
     with _layers_lock:

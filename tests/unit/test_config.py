@@ -136,7 +136,7 @@ def test_unknown_backend_lists_the_available_ones(write_config):
 
 def test_model_path_that_does_not_exist_is_rejected(write_config):
     error = _error(write_config, "model_to_train: ./no/such/model\nexample_prompts: [a]\n")
-    assert error.issues[0].field == "model.name"
+    assert error.issues[0].field == "model_to_train (model.name)"  # as written, with the full name
     assert "neither a local folder" in error.issues[0].message
 
 
