@@ -23,6 +23,13 @@ console = Console(stderr=True)
 ConfigPath = Annotated[Path, typer.Argument(help="The YAML config.", show_default=False)]
 BackendOption = Annotated[str | None, typer.Option("--backend", help="Override `backend`.")]
 ModelOption = Annotated[str | None, typer.Option("--model", help="Override the model (e.g. retrain:tiny).")]
+TrackersOption = Annotated[str | None, typer.Option(
+    "--trackers", help="Override logging.trackers: a comma-separated list of tensorboard, wandb, mlflow, trackio "
+    "('' for none).")]
+
+
+def _trackers(text: str | None) -> list[str] | None:
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _fail(exc: BaseException, config: Path | None = None) -> None:
@@ -45,6 +52,7 @@ def run(
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Override algorithm.max_steps.")] = None,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Override training.output_dir.")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="A run directory to resume.")] = None,
+    trackers: TrackersOption = None,
 ) -> None:
     """Train: writes a new run directory (metrics, samples, checkpoints, model) and prints a summary."""
     from retrain.core.run import run_sync
@@ -52,7 +60,7 @@ def run(
     try:
         summary = run_sync(
             config, backend=backend, model=model, max_steps=max_steps, output_dir=output_dir, resume=resume,
-            console=console,
+            console=console, trackers=_trackers(trackers),
         )
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: checkpoints and metrics so far are kept")
@@ -140,6 +148,7 @@ def compare(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="A grid: FIELD=A,B,... (any dotted field, e.g. algorithm.name=grpo,rloo,dapo); every "
         "value on every backend, one report. Repeat for more fields (every combination).")] = None,
+    trackers: TrackersOption = None,
 ) -> None:
     """Train one config on several backends (same seed, data and rewards) and report them side by side:
     report.md, report.json and PNG plots. With --set, each variant of the config on each backend."""
@@ -148,7 +157,8 @@ def compare(
 
     try:
         result = compare_backends(config, parse_backends(backends), model=model, max_steps=max_steps,
-                                  output_dir=output_dir, console=console, variants=parse_sets(set_ or []))
+                                  output_dir=output_dir, console=console, variants=parse_sets(set_ or []),
+                                  trackers=_trackers(trackers))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the runs so far and their report are kept")
         _let_rules_finish()

@@ -170,13 +170,14 @@ def compare(
     console: Console | None = None,
     show_progress: bool = True,
     variants: list[Variant] | None = None,
+    trackers: list[str] | None = None,
 ) -> Comparison:
     """Train `config` on each backend in turn (each variant of it, with `variants`: see `parse_sets`), then
     write the report into a new folder `<output_dir>/compare-<name>-<time>/` (output_dir defaults to the
     config's training.output_dir)."""
     console = console or Console(stderr=True)
     variants = variants or [Variant()]
-    configs = _validate_all(config, backends, {"model": model, "max_steps": max_steps}, variants)
+    configs = _validate_all(config, backends, {"model": model, "max_steps": max_steps, "trackers": trackers}, variants)
     labels = list(configs)
     first = configs[labels[0]]
     name = first.training.run_name or (first.source_path.stem if first.source_path else "run")
@@ -225,6 +226,10 @@ def _train_one(config: TrainingConfig, folder: Path, console: Console, show_prog
     run_name = re.sub(r"[^\w.=-]+", "-", label)
     config.training.output_dir = str(folder)
     config.training.run_name = run_name
+    if config.logging.trackers:  # the comparison's runs side by side: one group, one MLflow store
+        config.logging.group = config.logging.group or folder.name
+        if "mlflow" in config.logging.trackers and config.logging.mlflow.tracking_uri is None:
+            config.logging.mlflow.tracking_uri = f"sqlite:///{folder.resolve() / 'mlflow.db'}"
     try:
         summary = run_sync(config, console=console, show_progress=show_progress, evaluation_baseline=baseline)
     except RetrainError as exc:

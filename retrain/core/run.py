@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import time
 import traceback
 from pathlib import Path
@@ -40,6 +41,7 @@ def apply_overrides(
     max_steps: int | None = None,
     output_dir: str | Path | None = None,
     fields: dict[str, Any] | None = None,
+    trackers: list[str] | None = None,
 ) -> dict[str, Any]:
     """Command-line overrides on raw config data (before validation, so errors keep their lines). `fields`:
     dotted field paths and values (`retrain compare --set`), set as if written in the file."""
@@ -65,6 +67,8 @@ def apply_overrides(
         data["algorithm"] = {**(data.get("algorithm") or {}), "max_steps": max_steps}
     if output_dir is not None:
         data["training"] = {**(data.get("training") or {}), "output_dir": str(output_dir)}
+    if trackers is not None:
+        data["logging"] = {**(data.get("logging") or {}), "trackers": trackers}
     return data
 
 
@@ -93,7 +97,9 @@ def load_config(config: ConfigLike, **overrides: Any) -> TrainingConfig:
 
 
 # What may change between a run and its resumption: how long it goes on, and where it was started from.
-_RESUMABLE_CHANGES = {("algorithm", "max_steps"), ("training", "resume"), ("training", "output_dir")}
+_RESUMABLE_CHANGES = {("algorithm", "max_steps"), ("training", "resume"), ("training", "output_dir")} | {
+    ("logging", key) for key in ("trackers", "project", "group", "wandb", "mlflow")  # where metrics go, not what
+}
 
 
 def _check_same_experiment(config: TrainingConfig, run_dir: RunDir) -> None:
@@ -139,6 +145,7 @@ def run_sync(
     console: Console | None = None,
     show_progress: bool = True,
     evaluation_baseline: Any = None,
+    trackers: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train and return the run summary (also written to `<run dir>/summary.json`). With an `evaluation`
     section, the held-out set is evaluated before training and after it (`retrain.evaluation`);
@@ -146,7 +153,8 @@ def run_sync(
     console = console or Console(stderr=True)
     from retrain.data import check_evaluation_source, check_source  # the standard library's formats (and parquet)
 
-    resolved = load_config(config, backend=backend, model=model, max_steps=max_steps, output_dir=output_dir)
+    resolved = load_config(config, backend=backend, model=model, max_steps=max_steps, output_dir=output_dir,
+                           trackers=trackers)
     check_source(resolved.data)  # a missing data file or column: an error now, before a run directory exists
     check_evaluation_source(resolved)
     resume = resume or resolved.training.resume
@@ -175,6 +183,35 @@ def run_sync(
         console, enabled=show_progress, max_completion_tokens=resolved.algorithm.max_completion_tokens
     )
     started = time.monotonic()
+    status = "failed"
+    feed = None
+    if resolved.logging.trackers:
+        # The trackers follow the run directory from this process, whatever the backend's process layout
+        # (above core, like the evaluator: imported only for a config that asks for trackers).
+        from retrain.trackers import start_trackers
+
+        feed = start_trackers(resolved, run_dir, console)
+    try:
+        summary = _train(resolved, engine, run_dir, console, progress, started, show_progress, evaluation_baseline)
+        status = "completed"
+        return summary
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if feed is not None:
+            feed.stop(_final_status(run_dir, status))
+
+
+def _final_status(run_dir: RunDir, fallback: str) -> str:
+    try:
+        return str(json.loads((run_dir.path / "summary.json").read_text())["status"])
+    except (OSError, ValueError, KeyError):
+        return fallback
+
+
+def _train(resolved: TrainingConfig, engine: Any, run_dir: RunDir, console: Console, progress: ProgressReporter,
+           started: float, show_progress: bool, evaluation_baseline: Any) -> dict[str, Any]:
     status = "failed"
     result = None
     try:

@@ -40,6 +40,7 @@ RETRAIN_SIDE: dict[str, str] = {
     "rewards": "the Scorer",
     "environment": "retrain's episode loop, bridged to each backend's multi-turn hook",
     "evaluation": "retrain's evaluator, over what the run leaves (the same code for every backend)",
+    "logging": "retrain feeds the trackers from the run directory (the same code for every backend)",
     "algorithm.overlong_buffer": "the Scorer (DAPO's overlong punishment is the reward component 'overlong')",
     "algorithm.overlong_penalty": "the Scorer (DAPO's overlong punishment is the reward component 'overlong')",
     "training.output_dir": "the run directory",

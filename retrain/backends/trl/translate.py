@@ -85,7 +85,7 @@ _OWNED = {
     "vllm_importance_sampling_correction": "rollout.importance_sampling_correction",
     "vllm_importance_sampling_mode": "rollout.importance_sampling_correction",
     "vllm_importance_sampling_clip_max": "rollout.importance_sampling_cap",
-    "report_to": "(retrain's metrics; trackers are not wired yet)",
+    "report_to": "logging.trackers",
     "seed": "training.seed",
     "save_steps": "training.save_every",
     "logging_steps": "training.log_every",

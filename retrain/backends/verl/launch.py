@@ -232,6 +232,9 @@ class MetricsWatcher(threading.Thread):
         self._breakdown_offset = self.breakdowns.stat().st_size if self.breakdowns.exists() else 0
         self.started_at = time.monotonic()
         self.last_step = first_step
+        earlier = run_dir.metrics() if run_dir.metrics_path.exists() else []
+        earlier = [record for record in earlier if record.get("step", 0) <= first_step]
+        self.tokens_so_far = float(earlier[-1].get("tokens") or 0) if earlier else 0.0  # a resumed run counts on
 
     # Set by `train` when rewards.on_error is 'fail' and it runs in the main thread: verl drops a
     # trajectory whose reward raised and trains on the rest, so the watcher stops the run itself at
@@ -327,6 +330,9 @@ class MetricsWatcher(threading.Thread):
         seconds = data.get("timing_s/step")
         tokens = data.get("perf/total_num_tokens")
         record["tokens_per_second"] = tokens / seconds if tokens and seconds else None
+        if tokens is not None:  # as TRL's num_tokens: the prompt and completion tokens (no padding) so far
+            self.tokens_so_far += tokens
+            record["tokens"] = self.tokens_so_far
         # The actor's peak: GPU memory allocated on GPUs, the process's peak RSS on a CPU (cpu.py). Not
         # verl's cpu_memory_used_gb, which is the whole machine's used memory.
         record["peak_memory_gb"] = data.get("actor/perf/max_memory_allocated_gb")

@@ -218,7 +218,7 @@ OWNED: dict[str, str] = {
     "reward.custom_reward_function": "(retrain's Scorer bridge: rewards.*)",
     "trainer.total_training_steps": "algorithm.max_steps",
     "trainer.save_freq": "training.save_every",
-    "trainer.logger": "(retrain reads verl's file logger; trackers are not wired yet)",
+    "trainer.logger": "logging.trackers",
     "trainer.default_local_dir": "training.output_dir",
     "trainer.nnodes": "resources.nodes",
     "trainer.n_gpus_per_node": "resources.gpus_per_node",

@@ -24,6 +24,7 @@ from retrain.core.config.optimizer import OptimizerConfig
 from retrain.core.config.resources import ResourcesConfig
 from retrain.core.config.rewards import ConstraintSpec, RewardsConfig, RewardSpec, ScoredSpec, VerifierSpec
 from retrain.core.config.rollout import RolloutConfig
+from retrain.core.config.tracking import LoggingConfig
 from retrain.core.config.training import TrainingConfigSection
 from retrain.core.errors import ConfigError, ConfigIssue
 from retrain.core.registry import check_backend_name, load_backend
@@ -33,7 +34,7 @@ OVERLONG = "overlong"  # the reward component of algorithm.overlong_buffer
 
 __all__ = [
     "ALIASES", "AlgorithmConfig", "ConstraintSpec", "CorrectConfig", "DataConfig", "EnvironmentConfig",
-    "EvaluationConfig", "LoraConfig",
+    "EvaluationConfig", "LoggingConfig", "LoraConfig",
     "MCPServerSpec", "ModelConfig", "OptimizerConfig", "ResourcesConfig", "RewardSpec", "RewardsConfig",
     "RolloutConfig", "ScoredSpec", "TrainingConfig", "TrainingConfigSection", "VerifierSpec", "locate",
 ]
@@ -64,6 +65,9 @@ class TrainingConfig(_Strict):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="The generation engine.")
     training: TrainingConfigSection = Field(default_factory=TrainingConfigSection, description="Outputs.")
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="Hardware.")
+    logging: LoggingConfig = Field(
+        default_factory=LoggingConfig, description="Experiment trackers (TensorBoard, W&B, MLflow, Trackio)."
+    )
     evaluation: EvaluationConfig | None = Field(
         None, description="A held-out set, evaluated before and after training (unset: no evaluation)."
     )

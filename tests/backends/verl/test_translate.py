@@ -203,7 +203,7 @@ def test_trl_rejects_a_ray_address():
     ("actor_rollout_ref.rollout.n", "algorithm.group_size"),
     ("actor_rollout_ref.actor.optim.lr", "algorithm.learning_rate"),
     ("actor_rollout_ref.actor.optim.weight_decay", "optimizer.weight_decay"),
-    ("trainer.logger", "(retrain reads verl's file logger; trackers are not wired yet)"),
+    ("trainer.logger", "logging.trackers"),
     ("+actor_rollout_ref.actor.optim.override_optimizer_config.eps", "optimizer.eps"),
 ])
 def test_a_raw_override_of_a_key_retrain_owns_names_the_field_to_use(key, field):
