@@ -100,6 +100,7 @@ def test_a_trl_run_reaches_every_tracker_with_the_neutral_names_steps_config_and
     assert store == str(tmp_path / "runs" / "trackio") or not trackio_fresh
 
 
+@pytest.mark.slow  # a training run or two each: the default suite keeps the main tracker test
 def test_resuming_continues_the_same_tracker_runs(tmp_path):
     config = tracked(tmp_path, ["wandb", "mlflow"])
     first = run_sync(config, max_steps=2, console=QUIET)
@@ -117,6 +118,7 @@ def _console(tmp_path: Path) -> tuple[Console, Path]:
     return Console(file=path.open("w"), width=400), path
 
 
+@pytest.mark.slow  # a training run or two each: the default suite keeps the main tracker test
 def test_a_tracker_that_cannot_start_never_stops_the_run(tmp_path, monkeypatch):
     """An MLflow server that is not there: a warning naming the tracker, the run completes, metrics.jsonl is
     complete and the other tracker has every step."""
@@ -132,6 +134,7 @@ def test_a_tracker_that_cannot_start_never_stops_the_run(tmp_path, monkeypatch):
     same(tensorboard_scalars(run_dir / "tensorboard")[0], neutral(run_dir), rel=1e-6)
 
 
+@pytest.mark.slow  # a training run or two each: the default suite keeps the main tracker test
 def test_a_tracker_that_fails_mid_run_never_stops_the_run(tmp_path, monkeypatch):
     """MLflow's database overwritten with garbage during step 2 (as a failing disk would leave it): MLflow's next
     write fails; the run goes on to the end, metrics.jsonl is complete, TensorBoard has every step."""
@@ -183,6 +186,7 @@ def test_a_raw_report_to_is_an_error_naming_logging_trackers(tmp_path):
     assert issue.field == "backend_options.trl.report_to" and "logging.trackers" in issue.message
 
 
+@pytest.mark.slow  # a training run or two each: the default suite keeps the main tracker test
 def test_compare_logs_its_runs_to_one_group_and_one_mlflow_store(tmp_path):
     config = tracked(tmp_path, ["mlflow", "trackio"])
     result = compare(config, ["trl"], max_steps=1, console=QUIET, show_progress=False,
