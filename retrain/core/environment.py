@@ -25,11 +25,14 @@ from retrain.core.rollout import Message
 
 @dataclass
 class StepResult:
-    """What the environment answers to one model turn."""
+    """What the environment answers to one model turn. `reward`: what the environment itself scores this turn
+    (a game won, an OpenEnv observation's reward), or None; the episode's environment reward is the sum of the
+    turns' rewards, and reaches the Scorer through the `environment_reward` built-in."""
 
     observation: list[Message]
     done: bool
     info: dict[str, Any] = field(default_factory=dict)  # e.g. "tool_outcomes"; reaches the metrics
+    reward: float | None = None
 
 
 @runtime_checkable
@@ -86,7 +89,8 @@ class MultiTurnEnv:
             return StepResult([], done=True)
         observation = await self.env_response(self.messages, self.state)
         self.messages.extend(observation)
-        return StepResult(observation, done=False, info=dict(self.state.get("info", {})))
+        reward = self.state.pop("reward", None)  # an env_response may score the turn: state["reward"] = ...
+        return StepResult(observation, done=False, info=dict(self.state.get("info", {})), reward=reward)
 
     async def close(self) -> None:
         """Nothing to release by default."""

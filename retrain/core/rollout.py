@@ -41,6 +41,7 @@ class EpisodeStats:
     calls_per_tool: dict[str, int] = field(default_factory=dict)
     errors_per_kind: dict[str, int] = field(default_factory=dict)  # unknown_tool, bad_arguments, raised, ...
     truncated: bool = False  # the episode hit max_completion_tokens (or max_turns while still calling tools)
+    reward: float | None = None  # the environment's own score: the sum of its turns' rewards (None: it gave none)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 - `single_turn`: the model answers once (what a run without `environment:` does).
 - `tools`: the model may call tools (Python functions and/or MCP servers' tools) for up to
   `max_turns` turns; an answer without a tool call ends the episode.
+- `textarena`: a TextArena game (`environment.game`), which scores itself (`retrain.environments.textarena`).
 - `module:Class`: your own environment (an `Environment` or a `MultiTurnEnv` subclass), built
   with `environment.params` as keyword arguments.
 """
@@ -103,6 +104,11 @@ class EnvironmentFactory:
             return SingleTurnEnvironment()
         if config.type in ("tools", "mcp"):
             return ToolEnvironment(self.tools, config.tool_timeout_seconds)
+        if config.type == "textarena":
+            from retrain.environments.textarena import TextArenaEnvironment
+
+            assert config.game is not None  # validated
+            return TextArenaEnvironment(config.game, config.game_options)
         environment_class = import_attribute(config.type, what="environment")
         environment: Environment = environment_class(**config.params)
         return environment
@@ -111,3 +117,44 @@ class EnvironmentFactory:
         if self.toolbox is not None:
             await self.toolbox.close()
             self.toolbox = None
+
+
+async def _opening_lengths(config: EnvironmentConfig, rows: list[dict[str, Any]], tokens: Any) -> list[int]:
+    factory = EnvironmentFactory(config)
+    await factory.start()
+    try:
+        lengths = []
+        for row in rows:
+            environment = factory.new()
+            try:
+                opening = await environment.reset(row)
+                offered = [tool.schema() for tool in getattr(environment, "tools", [])]
+            finally:
+                await environment.close()
+            lengths.append(len(tokens.encode_prompt(opening, offered)))
+        return lengths
+    finally:
+        await factory.close()
+
+
+def longest_opening(config: EnvironmentConfig, rows: list[dict[str, Any]], tokens: Any,
+                    max_prompt_tokens: int | None) -> int:
+    """The longest prompt an episode really opens with, in tokens: what `reset` returns for each row (a game's
+    board, the row's prompt) with the tools offered, as the chat template renders it. A ValueError naming the
+    row when one is longer than `max_prompt_tokens` (data.max_prompt_tokens): no backend cuts a prompt."""
+    unique: dict[str, tuple[int, dict[str, Any]]] = {}
+    for index, row in enumerate(rows):  # rows in step order repeat each epoch: measure each once
+        unique.setdefault(repr(sorted(row.items(), key=lambda item: item[0])), (index, row))
+    indexed = list(unique.values())
+    lengths = asyncio.run(_opening_lengths(config, [row for _, row in indexed], tokens))
+    if max_prompt_tokens is not None:
+        over = [(index, length) for (index, _), length in zip(indexed, lengths, strict=True)
+                if length > max_prompt_tokens]
+        if over:
+            index, length = over[0]
+            raise ValueError(
+                f"{len(over)} episode opening(s) are longer than data.max_prompt_tokens ({max_prompt_tokens}): row "
+                f"{index} opens with {length} tokens (what environment.reset returns, with the tools offered); raise "
+                "data.max_prompt_tokens, or leave it unset and retrain sizes the prompt to the longest opening"
+            )
+    return max(lengths, default=0)

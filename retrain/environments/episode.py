@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from retrain.core.environment import Environment
+from retrain.core.environment import Environment, StepResult
 from retrain.core.rollout import EpisodeStats, Message, Rollout, ToolCall
 from retrain.environments.parsing import tools_system_prompt
 
@@ -136,7 +136,7 @@ async def run_episode(
                 stats.truncated = True  # cut by the token budget mid-turn: nothing more to say
                 break
             result = await environment.step(action)
-            _count(stats, result.info)
+            _count(stats, result)
             if result.done:
                 break
             if stats.turns >= limits.max_turns:
@@ -163,8 +163,13 @@ async def run_episode(
     )
 
 
-def _count(stats: EpisodeStats, info: dict[str, Any]) -> None:
-    for outcome in info.get("tool_outcomes", []):
+def _count(stats: EpisodeStats, result: StepResult) -> None:
+    if result.reward is not None:
+        reward = float(result.reward)
+        if reward != reward or reward in (float("inf"), float("-inf")):
+            raise ValueError(f"the environment returned a reward of {result.reward}; return a finite number or None")
+        stats.reward = reward if stats.reward is None else stats.reward + reward
+    for outcome in result.info.get("tool_outcomes", []):
         stats.tool_calls += 1
         stats.calls_per_tool[outcome.name] = stats.calls_per_tool.get(outcome.name, 0) + 1
         if outcome.error:
@@ -221,9 +226,18 @@ async def run_episodes(
 
 
 def episode_record(rollout: Rollout) -> dict[str, Any]:
-    """An episode's messages and stats as plain data, to travel through a backend to the rewards."""
-    return {"messages": [m.to_dict() for m in rollout.completion_messages],
+    """An episode's opening, messages and stats as plain data, to travel through a backend to the rewards."""
+    return {"prompt": [m.to_dict() for m in rollout.prompt_messages],
+            "messages": [m.to_dict() for m in rollout.completion_messages],
             "episode": asdict(rollout.episode) if rollout.episode else None}
+
+
+def opening_from_record(record: dict[str, Any], fallback: list[Message]) -> list[Message]:
+    """The messages the episode opened with (what `reset` returned: a game's board, not only the row's
+    prompt), or `fallback` (the row's prompt) for a record without them."""
+    if not isinstance(record.get("prompt"), list):
+        return fallback
+    return [Message(m["role"], m.get("content") or "") for m in record["prompt"]]
 
 
 def completion_from_record(record: dict[str, Any]) -> tuple[list[Message], EpisodeStats | None]:

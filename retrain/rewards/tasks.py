@@ -47,3 +47,29 @@ def reasoning_gym(completion: str, reasoning_gym_entry: Any, extract: Extract = 
     if found is None:
         return 0.0
     return float(_scorer(entry["metadata"]["source_dataset"])(found, entry))
+
+
+@reward
+def environment_reward(rollout: Any, unscored: float | None = 0.0) -> float | None:
+    """The environment's own score of the episode: the sum of the rewards its turns returned (a game won or
+    lost, an OpenEnv observation's reward), the same number on every backend.
+
+    `unscored` is what an episode the environment did not score counts (one cut off by `max_turns` or the
+    token budget before the game ended): 0.0 by default, or null to abstain. Needs an `environment:` whose
+    steps return a reward (`StepResult.reward`; TextArena games do). Give `bounds:` when a verifier gates
+    the total (`rewards.gate: floor`), e.g. [0, 1] for TextArena's single-player games.
+
+    Example:
+        environment:
+          type: textarena
+          game: GuessTheNumber-v0
+        rewards:
+          functions:
+            - function: environment_reward
+              bounds: [0, 1]
+    """
+    episode = getattr(rollout, "episode", None)
+    if episode is None:
+        raise ValueError("environment_reward needs an environment: the completion was not an episode "
+                         "(add an `environment:` whose steps return a reward)")
+    return episode.reward if episode.reward is not None else unscored

@@ -32,7 +32,7 @@ from retrain.backends.trl.translate import (
 )
 from retrain.core.backend import TrainResult
 from retrain.core.config import TrainingConfig
-from retrain.core.errors import BackendError, ModelError
+from retrain.core.errors import BackendError, ConfigError, ConfigIssue, ModelError
 from retrain.core.metrics import read_jsonl
 from retrain.core.ports import free_port
 from retrain.core.progress import ProgressReporter
@@ -105,6 +105,15 @@ def build_trainer(  # type: ignore[no-untyped-def]
     episodes = None
     if config.environment is not None:
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental" in TRL 1.16
+        if config.data.max_prompt_tokens is not None:  # the limit holds for what episodes open with, as on verl
+            from retrain.environments import longest_opening
+            from retrain.environments.episode import HFChatTokens
+
+            try:
+                longest_opening(config.environment, rows, HFChatTokens(tokenizer, config.data.chat_template_kwargs),
+                                config.data.max_prompt_tokens)
+            except ValueError as exc:
+                raise ConfigError([ConfigIssue("data.max_prompt_tokens", None, str(exc))]) from None
         rows = tag_rows(rows)
         options = {"generate_batch": generate_batch} if generate_batch else {}
         episodes = EpisodeRollouts(config, rows, tokenizer, **options)

@@ -13,7 +13,7 @@ from retrain.core.metrics import episode_metrics
 from retrain.core.rollout import Message, Rollout
 from retrain.core.run_dir import RunDir
 from retrain.core.scoring import Scorer
-from retrain.environments.episode import EPISODE_FIELD, completion_from_record
+from retrain.environments.episode import EPISODE_FIELD, completion_from_record, opening_from_record
 
 _RESERVED = {"trainer_state", "log_metric", "log_extra", "environments", EPISODE_FIELD}
 
@@ -35,12 +35,14 @@ def rollouts_from_trl(
     for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
         token_ids = list(completion_ids[i]) if completion_ids is not None else []
         episode = None
+        prompt_messages = _as_messages(prompt, "user")
         if episodes is not None:
             completion_messages, episode = completion_from_record(episodes[i])
+            prompt_messages = opening_from_record(episodes[i], prompt_messages)
         else:
             completion_messages = _as_messages(completion, "assistant")
         rollouts.append(Rollout(
-            prompt_messages=_as_messages(prompt, "user"),
+            prompt_messages=prompt_messages,
             completion_messages=completion_messages,
             completion_token_ids=token_ids,
             trainable_mask=[1] * len(token_ids) if episodes is None else [],

@@ -29,7 +29,7 @@ from retrain.backends.verl.translate import algorithm_overrides, backend_option_
 from retrain.core.backend import TrainResult
 from retrain.core.batch import batch_plan
 from retrain.core.config import TrainingConfig
-from retrain.core.errors import BackendError, ModelError, RewardError, TrainingFailed
+from retrain.core.errors import BackendError, ConfigError, ConfigIssue, ModelError, RewardError, TrainingFailed
 from retrain.core.metrics import episode_metrics
 from retrain.core.progress import ProgressReporter
 from retrain.core.rollout import EpisodeStats, RewardBreakdown
@@ -497,28 +497,21 @@ def learning_rate_schedule(composed: Any) -> Any:
 
 
 def episode_prompt_length(config: TrainingConfig, rows: list[dict[str, Any]], model_path: str) -> int:
-    """verl pads (and would cut) every prompt to data.max_prompt_length. An episode's prompt offers the
-    tools too, so the width is measured: the longest row's prompt with the tools' schemas (MCP
-    servers are started briefly to list theirs), rounded up to a multiple of 64."""
-    import asyncio
-
+    """verl pads (and would cut) every prompt to data.max_prompt_length. An episode's prompt is what its
+    environment's `reset` returns (a game's board, the row's prompt) with the tools offered, so the width is
+    measured from that for every row (MCP servers are started briefly to list their tools), rounded up to a
+    multiple of 64; longer than data.max_prompt_tokens is an error naming the row."""
     from transformers import AutoTokenizer
 
-    from retrain.core.environment import opening_messages
-    from retrain.environments import EnvironmentFactory
+    from retrain.environments import longest_opening
     from retrain.environments.episode import HFChatTokens
 
-    async def schemas() -> list[dict[str, Any]]:
-        factory = EnvironmentFactory(config.environment)
-        await factory.start()
-        try:
-            return [tool.schema() for tool in getattr(factory.new(), "tools", [])]
-        finally:
-            await factory.close()
-
-    offered = asyncio.run(schemas())
+    assert config.environment is not None
     tokens = HFChatTokens(AutoTokenizer.from_pretrained(model_path), config.data.chat_template_kwargs)
-    longest = max(len(tokens.encode_prompt(opening_messages(row), offered)) for row in rows)
+    try:
+        longest = longest_opening(config.environment, rows, tokens, config.data.max_prompt_tokens)
+    except ValueError as exc:
+        raise ConfigError([ConfigIssue("data.max_prompt_tokens", None, str(exc))]) from None
     return -(-longest // 64) * 64
 
 

@@ -28,7 +28,7 @@ from retrain.core.config import TrainingConfig
 from retrain.core.errors import RewardError
 from retrain.core.rollout import Message, Rollout
 from retrain.core.scoring import Scorer
-from retrain.environments.episode import EPISODE_FIELD, completion_from_record
+from retrain.environments.episode import EPISODE_FIELD, completion_from_record, opening_from_record
 
 COMPLETION_TOKEN_IDS = "retrain_completion_token_ids"
 GROUP_ID = "retrain_group"
@@ -91,13 +91,15 @@ async def compute_score(
     extra_info = extra_info or {}
     episode = None
     completion_messages = [Message("assistant", solution_str)]
+    prompt_messages = messages_from_extra_info(extra_info)
     if isinstance(extra_info.get(EPISODE_FIELD), dict):
         # A multi-step episode: solution_str is the decoded model and tool tokens together; the
         # agent loop sent the messages, so rewards read the model's words apart from the tools'.
         completion_messages, episode = completion_from_record(extra_info[EPISODE_FIELD])
+        prompt_messages = opening_from_record(extra_info[EPISODE_FIELD], prompt_messages)
     token_ids = [int(t) for t in extra_info.get(COMPLETION_TOKEN_IDS, [])]
     rollout = Rollout(
-        prompt_messages=messages_from_extra_info(extra_info),
+        prompt_messages=prompt_messages,
         completion_messages=completion_messages,
         completion_token_ids=token_ids,  # the episode's tokens with an environment, as TRL's completion_ids
         trainable_mask=[1] * len(token_ids) if episode is None else [],

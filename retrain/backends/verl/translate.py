@@ -285,11 +285,12 @@ def algorithm_overrides(config: TrainingConfig) -> list[str]:
         overrides["data.apply_chat_template_kwargs"] = config.data.chat_template_kwargs
     if config.data.max_prompt_tokens is not None:
         overrides["data.max_prompt_length"] = config.data.max_prompt_tokens
+    # verl computes the correction only when the rollout returns its log-probs, and skips it silently
+    # otherwise (ray_trainer: `"rollout_log_probs" in batch.batch`); without the correction they are not asked
+    # for (verl's default asks, and its CPU rollout would compute them for nothing).
+    overrides[f"{ROLLOUT}.calculate_log_probs"] = config.rollout.importance_sampling_correction
     if config.rollout.importance_sampling_correction:
         overrides["algorithm.rollout_correction.rollout_is"] = "token"
-        # verl computes the correction only when the rollout returns its log-probs, and skips it silently
-        # otherwise (ray_trainer: `"rollout_log_probs" in batch.batch`).
-        overrides[f"{ROLLOUT}.calculate_log_probs"] = True
         overrides["algorithm.rollout_correction.rollout_is_threshold"] = config.rollout.importance_sampling_cap
     if algorithm.loss_aggregation == "dr_grpo":
         # TRL's Dr. GRPO divides by max_completion_length; verl defaults to the padded batch width.

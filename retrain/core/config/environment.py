@@ -33,7 +33,14 @@ class EnvironmentConfig(_Strict):
     type: str = Field(
         "tools",
         description="'single_turn', 'tools' (Python functions and/or MCP servers' tools), 'mcp' (the same, with "
-        "mcp_servers required), or 'module:Class' for your own Environment / MultiTurnEnv.",
+        "mcp_servers required), 'textarena' (a TextArena game: `game`), or 'module:Class' for your own "
+        "Environment / MultiTurnEnv.",
+    )
+    game: str | None = Field(
+        None, description="type 'textarena': the game's id, e.g. 'GuessTheNumber-v0' (single-player games)."
+    )
+    game_options: dict[str, Any] = Field(
+        default_factory=dict, description="type 'textarena': keyword arguments of the game (e.g. max_turns)."
     )
     tools: list[str] = Field(
         default_factory=list, description="Tool functions: a built-in name ('calculator') or 'module:function'."
@@ -60,10 +67,22 @@ class EnvironmentConfig(_Strict):
             raise ValueError("mcp_servers need the MCP SDK: pip install 'retrain[mcp]'")
         if self.type == "tools" and not (self.tools or self.mcp_servers):
             raise ValueError("type 'tools' needs `tools` (Python functions) or `mcp_servers`")
+        if self.type == "textarena":
+            if not self.game:
+                raise ValueError("type 'textarena' needs `game`, a TextArena game id such as 'GuessTheNumber-v0'")
+            if importlib.util.find_spec("textarena") is None:
+                raise ValueError("type 'textarena' needs TextArena: pip install 'retrain[textarena]'")
+            from retrain.environments.textarena import check_game
+
+            if self.tools or self.mcp_servers:
+                raise ValueError("type 'textarena' offers no tools: the game reads the model's turns as moves")
+            check_game(self.game, self.game_options)
+            return self
+        if self.game is not None or self.game_options:
+            raise ValueError("`game` and `game_options` are for type 'textarena'")
         if self.type not in ("single_turn", "tools", "mcp"):
             if ":" not in self.type:
-                raise ValueError(
-                    f"unknown environment type '{self.type}'; use 'single_turn', 'tools', 'mcp' or 'module:Class'"
-                )
+                raise ValueError(f"unknown environment type '{self.type}'; use 'single_turn', 'tools', 'mcp', "
+                                 "'textarena' or 'module:Class'")
             import_attribute(self.type, what="environment")
         return self

@@ -1,7 +1,8 @@
 """A verl plugin for the environment tests: the `scripted` rollout, retrain's CPU `hf` server with
 its model replaced by a scripted policy. It stands in for a model that has learned to call the
-calculator (the tiny random test model cannot); verl's trainer, agent-loop workers, server
-manager and retrain's agent loop and tools are all real. Loaded through VERL_USE_EXTERNAL_MODULES.
+calculator (the tiny random test model cannot), or plays Guess The Number (tests/scripted_games.py);
+verl's trainer, agent-loop workers, server manager and retrain's agent loop and tools are all real.
+Loaded through VERL_USE_EXTERNAL_MODULES.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ class ScriptedServer(HFServer):
 
     async def generate(self, request_id, prompt_ids, sampling_params, **kw):
         text = self.tokenizer.decode(prompt_ids)
-        if "<|im_start|>tool" in text:
+        if "Guess The Number" in text:  # TextArena's game (tests/scripted_games.py), else the calculator
+            from tests.scripted_games import guess_in_order
+
+            said = guess_in_order(text)
+        elif "<|im_start|>tool" in text:
             said = "The answer is " + text.rsplit("<|im_start|>tool\n", 1)[1].split("<|im_end|>")[0]
         else:
             said = CALL % text.rsplit("What is ", 1)[1].split("?")[0]

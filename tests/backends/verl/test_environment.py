@@ -66,3 +66,34 @@ def test_the_mcp_example_trains_on_verl_and_its_servers_stop(tmp_path, monkeypat
                        if "mcp_server.py" in " ".join(p.info["cmdline"] or [])]) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not servers, "MCP servers left running after the run"
+
+
+def test_the_same_games_get_the_same_breakdowns_on_trl_and_verl(tmp_path, monkeypatch):
+    """TextArena's Guess The Number, two seeded games (one won, one lost with partial credit), four episodes
+    each, played by the same scripted player (tests/scripted_games.py) on both backends: every episode's words
+    and its breakdown (the game's reward through `environment_reward`) are the same. The games' openings (their
+    rules) are longer than the rows' prompts: verl's prompt width comes from what `reset` returns."""
+    from tests.environments.test_textarena import episodes_of, games_config, scripted_trl_run
+
+    pytest.importorskip("textarena")
+    monkeypatch.chdir(ROOT)
+    config = games_config(tmp_path)
+    on_trl = episodes_of(scripted_trl_run(config, tmp_path))
+    monkeypatch.setenv("VERL_USE_EXTERNAL_MODULES", "tests.backends.verl.scripted_rollout")
+    config["backend_options"] = {"verl": {"actor_rollout_ref.rollout.name": "scripted"}}
+    summary = run_sync(config, backend="verl", output_dir=tmp_path / "verl", console=QUIET)
+    assert summary["status"] == "completed"
+    on_verl = episodes_of(Path(summary["run_dir"]))
+    assert on_verl == on_trl and len(on_verl) == 8
+    assert sorted({round(json.loads(scores)["total"], 4) for _, scores in on_verl}) == [0.5263, 1.0]
+
+
+def test_the_textarena_example_trains_two_steps_on_verl(tmp_path, monkeypatch):
+    from tests.environments.test_textarena import example_config
+
+    pytest.importorskip("textarena")
+    monkeypatch.chdir(ROOT)
+    config = example_config(tmp_path, max_completion_tokens=32)
+    summary = run_sync(config, backend="verl", max_steps=2, console=QUIET)
+    records = metrics(Path(summary["run_dir"]))
+    assert [r["step"] for r in records] == [1, 2] and all("rewards/environment_reward/mean" in r for r in records)
