@@ -154,6 +154,8 @@ class WandbTracker(Tracker):
 
     def finish(self, status: str) -> None:
         self.run.finish(exit_code=0 if status == "completed" else 1)
+        if self.wandb.run is None:  # no other W&B run in this process: stop the wandb-core service it started
+            self.wandb.teardown()
 
 
 class MlflowTracker(Tracker):

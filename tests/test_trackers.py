@@ -93,6 +93,12 @@ def test_a_trl_run_reaches_every_tracker_with_the_neutral_names_steps_config_and
     assert [(table["step"], len(table["rows"])) for table in samples] == [(1, 4), (2, 4), (3, 4)]
     assert set(samples[0]["rows"][0]) == {"step", "prompt", "completion", "total", "breakdown"}
 
+    # The run stops what its trackers started (W&B's wandb-core service).
+    import os
+
+    import psutil
+
+    assert [c.name() for c in psutil.Process(os.getpid()).children(recursive=True) if "wandb" in c.name()] == []
     # Everything local stays in the run directory (Trackio: its one store, in the output directory).
     assert {"tensorboard", "wandb", "mlflow.db", "mlflow-artifacts", "trackers.json"} <= {p.name for p in
                                                                                         run_dir.iterdir()}
