@@ -247,13 +247,10 @@ def _codec():
 '''
 
 
-# -- the program's side: trusted setup, then the untrusted code, then answering the judge ----------------
-
-_PROGRAM = _CODEC + r'''
-import os, sys
-
+_READ_JOB = r'''
 
 def _read_job():
+    """The job the parent wrote to the descriptor named by argv[1] (read whole, then closed)."""
     fd = int(sys.argv[1])
     chunks = []
     while True:
@@ -264,6 +261,14 @@ def _read_job():
     os.close(fd)
     import json
     return json.loads(b"".join(chunks))
+'''
+
+
+# -- the program's side: trusted setup, then the untrusted code, then answering the judge ----------------
+
+_PROGRAM = _CODEC + r'''
+import os, sys
+''' + _READ_JOB + r'''
 
 
 def _make_hook(write_roots, read_roots):
@@ -676,6 +681,7 @@ _program()
 
 _JUDGE = _CODEC + r'''
 import os, sys
+''' + _READ_JOB + r'''
 
 
 class ProgramError(Exception):
@@ -691,15 +697,7 @@ MAX_REPLY = 64 << 20
 
 def _judge():
     import builtins, importlib, json, resource
-    fd = int(sys.argv[1])
-    chunks = []
-    while True:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(fd)
-    job = json.loads(b"".join(chunks))
+    job = _read_job()
     nonce, call_fd, reply_fd, result_fd = job["nonce"], job["call_fd"], job["reply_fd"], job["result_fd"]
     memory = max(job["memory_mb"], 256) << 20
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
