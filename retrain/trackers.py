@@ -19,6 +19,7 @@ run; training goes on and `metrics.jsonl` is complete whatever the trackers do. 
 
 from __future__ import annotations
 
+import abc
 import functools
 import json
 import math
@@ -71,7 +72,7 @@ def sample_rows(step: int, samples: list[dict[str, Any]]) -> list[list[Any]]:
     return rows
 
 
-class Tracker:
+class Tracker(abc.ABC):
     """One tracker's client, made with (run dir, config, its state in trackers.json, the run's parameters): it
     records the parameters when its run is new. Subclasses use the tracker's own library; every method may
     raise (the feed drops a tracker that does)."""
@@ -79,14 +80,17 @@ class Tracker:
     name = ""
     where = ""  # how a person opens what it wrote, shown at the start of the run
 
+    @abc.abstractmethod
     def log_metrics(self, step: int, values: dict[str, float]) -> None:
-        raise NotImplementedError
+        """(each tracker says how)"""
 
+    @abc.abstractmethod
     def log_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
-        raise NotImplementedError
+        """(each tracker says how)"""
 
+    @abc.abstractmethod
     def finish(self, status: str) -> None:
-        raise NotImplementedError
+        """(each tracker says how)"""
 
 
 class TensorBoardTracker(Tracker):
@@ -290,7 +294,9 @@ class TrackerFeed(threading.Thread):
         done = read_jsonl(run_dir.metrics_path) if run_dir.metrics_path.exists() else []
         self.last_step = max((record.get("step", 0) for record in done), default=0)
         self.eval_path = run_dir.path / EVAL_FILE
-        self.evals_seen = len(read_jsonl(self.eval_path)) if self.eval_path.exists() else 0
+        # Byte offsets of what has been read: each poll reads only the lines added since.
+        self.offsets = {run_dir.metrics_path: 0,
+                        self.eval_path: self.eval_path.stat().st_size if self.eval_path.exists() else 0}
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
 
@@ -325,13 +331,9 @@ class TrackerFeed(threading.Thread):
         with self.lock:
             if self.trackers:
                 self._poll_evaluations()
-            if not self.trackers or not self.run_dir.metrics_path.exists():
+            if not self.trackers:
                 return
-            try:
-                records = read_jsonl(self.run_dir.metrics_path)
-            except (OSError, ValueError):
-                return  # a line being written: the next poll reads it whole
-            for record in records:
+            for record in self._new_records(self.run_dir.metrics_path):
                 step = record.get("step")
                 if not isinstance(step, int) or step <= self.last_step:
                     continue
@@ -346,19 +348,35 @@ class TrackerFeed(threading.Thread):
 
     def _poll_evaluations(self) -> None:
         """The held-out evaluations (`eval/...`, `eval.jsonl`), at the step of the model evaluated (0: the base)."""
-        if not self.eval_path.exists():
-            return
-        try:
-            records = read_jsonl(self.eval_path)
-        except (OSError, ValueError):
-            return
-        for record in records[self.evals_seen:]:
+        for record in self._new_records(self.eval_path):
             step = record.get("step")
             if isinstance(step, int):
                 values = {key: value for key, value in numeric(record).items()
                           if key.startswith("eval/") and math.isfinite(value)}
                 self._each("log_metrics", step, values)
-        self.evals_seen = len(records)
+
+    def _new_records(self, path: Path) -> list[dict[str, Any]]:
+        """The complete lines added to `path` since the last read. A file rewritten shorter (a resume that sets
+        steps aside) is read from its start again; the step filter keeps a step from being sent twice."""
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return []
+        offset = self.offsets[path] if self.offsets[path] <= size else 0
+        with path.open("rb") as file:
+            file.seek(offset)
+            data = file.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line being written is read whole at the next poll
+        self.offsets[path] = offset + len(complete)
+        records = []
+        for line in complete.decode("utf-8", "replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
 
     def stop(self, status: str) -> None:
         self.stop_event.set()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import time
 import traceback
 from pathlib import Path
@@ -193,21 +192,14 @@ def run_sync(
         feed = start_trackers(resolved, run_dir, console)
     try:
         summary = _train(resolved, engine, run_dir, console, progress, started, show_progress, evaluation_baseline)
-        status = "completed"
+        status = summary["status"]  # 'interrupted' too: a backend that stops at Ctrl-C returns normally
         return summary
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
         if feed is not None:
-            feed.stop(_final_status(run_dir, status))
-
-
-def _final_status(run_dir: RunDir, fallback: str) -> str:
-    try:
-        return str(json.loads((run_dir.path / "summary.json").read_text())["status"])
-    except (OSError, ValueError, KeyError):
-        return fallback
+            feed.stop(status)
 
 
 def _train(resolved: TrainingConfig, engine: Any, run_dir: RunDir, console: Console, progress: ProgressReporter,
