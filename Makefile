@@ -4,6 +4,7 @@
 #   make test-all     the same, then the slow tests too (every verl run, the cross-backend regression),
 #                     then test-unsloth: CI
 #   make test-unsloth a second environment with the `unsloth` extra (Unsloth pins TRL 1.15), and its tests
+#   make test-openenv the OpenEnv tests, in a layer over the dev environment (`make test` runs it too)
 #
 # torch is installed first and on its own, so that no other package pulls a multi-GB CUDA build
 # where a CPU build is wanted. Override TORCH to choose another build, e.g. TORCH="torch==2.13.0".
@@ -17,7 +18,13 @@ BIN    := $(VENV)/bin
 UNSLOTH_VENV ?= .venv-unsloth
 UNSLOTH_TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: quickstart test test-all test-unsloth setup-trl setup-dev setup-unsloth
+# OpenEnv cannot share an environment with the `mcp` extra (openenv 0.10 needs fastmcp 3, which needs mcp<2;
+# retrain[mcp] pins mcp 2.3). Its tests run in a layer over the dev environment: a venv whose own packages
+# (openenv, fastmcp, mcp 1.x, gradio) come first on sys.path and the dev environment's (torch, TRL, verl) after.
+OPENENV_VENV ?= .venv-openenv
+
+.PHONY: quickstart test test-all test-unsloth test-openenv test-openenv-slow setup-trl setup-dev setup-unsloth \
+	setup-openenv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,10 +46,27 @@ quickstart: setup-trl
 
 test: setup-dev
 	$(BIN)/python -m pytest
+	$(MAKE) test-openenv
 
 test-all: test
 	$(BIN)/python -m pytest -m slow --durations=25
+	$(MAKE) test-openenv-slow
 	$(MAKE) test-unsloth
+
+setup-openenv: setup-dev
+	test -x $(OPENENV_VENV)/bin/python || $(PYTHON) -m venv $(OPENENV_VENV)
+	$(OPENENV_VENV)/bin/python -c "import sysconfig, subprocess; base = subprocess.check_output(['$(BIN)/python', '-c', \
+	'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])'], text=True).strip(); \
+	open(sysconfig.get_paths()['purelib'] + '/zz_retrain_dev_environment.pth', 'w').write( \
+	f'import site; site.addsitedir({base!r})\n')"
+	$(OPENENV_VENV)/bin/pip install --quiet --upgrade pip
+	$(OPENENV_VENV)/bin/pip install --quiet -e ".[openenv]"
+
+test-openenv: setup-openenv
+	$(OPENENV_VENV)/bin/python -m pytest -m "openenv and not slow" tests/environments/test_openenv.py
+
+test-openenv-slow: setup-openenv
+	$(OPENENV_VENV)/bin/python -m pytest -m "openenv and slow" tests/backends/verl/test_openenv.py
 
 $(UNSLOTH_VENV)/bin/python:
 	$(PYTHON) -m venv $(UNSLOTH_VENV)

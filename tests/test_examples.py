@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -10,12 +11,15 @@ from pathlib import Path
 import pytest
 
 from retrain.config_models import TrainingConfig
+from retrain.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 # examples/math.yaml runs its two steps, on both backends, in tests/rewards/test_math_example.py, and
-# examples/textarena_guess.yaml (with a shorter budget for the tiny model) in tests/environments/test_textarena.py.
-SMOKE = [path for path in EXAMPLES if path.name not in ("math.yaml", "textarena_guess.yaml")]
+# examples/textarena_guess.yaml (with a shorter budget for the tiny model) in tests/environments/test_textarena.py,
+# examples/openenv_grid.yaml in tests/environments/test_openenv.py (OpenEnv has an environment of its own).
+SMOKE = [path for path in EXAMPLES if path.name not in ("math.yaml", "textarena_guess.yaml", "openenv_grid.yaml")]
+NEEDS_OPENENV = {"openenv_grid.yaml"}
 
 
 def test_there_are_examples():
@@ -31,6 +35,10 @@ def test_example_is_valid_and_says_what_it_teaches(path, monkeypatch):
     assert text.startswith("#") and len(header) >= 3, f"{path.name}: start with a comment saying what it teaches"
     assert any("teaches" in line or "What" in line for line in header), path.name
     assert "retrain:tiny" in text, f"{path.name}: the header should give the smoke-test command"
+    if path.name in NEEDS_OPENENV and importlib.util.find_spec("openenv") is None:
+        with pytest.raises(ConfigError, match=r"pip install 'retrain\[openenv\]'"):  # valid: make test-openenv
+            TrainingConfig.from_yaml(path)
+        return
     TrainingConfig.from_yaml(path)
 
 

@@ -85,6 +85,7 @@ def process_peak_rss_gb() -> float:
 def episode_metrics(episodes: list[Any]) -> dict[str, float]:
     """Neutral environment metrics of a step's episodes (`EpisodeStats`): `env/turns/mean`,
     `env/tool_calls/mean`, `env/tool_error_rate` (failed calls / calls), `env/truncated_rate`,
+    `env/episode_error_rate` (episodes the environment ended with an error, e.g. a reply that is not an action),
     `env/tools/<name>/calls` and `env/tool_errors/<kind>` (totals over the step)."""
     episodes = [e for e in episodes if e is not None]
     if not episodes:
@@ -95,6 +96,7 @@ def episode_metrics(episodes: list[Any]) -> dict[str, float]:
         "env/tool_calls/mean": calls / len(episodes),
         "env/tool_error_rate": sum(e.tool_errors for e in episodes) / calls if calls else 0.0,
         "env/truncated_rate": sum(e.truncated for e in episodes) / len(episodes),
+        "env/episode_error_rate": sum(getattr(e, "error", None) is not None for e in episodes) / len(episodes),
     }
     for key, attribute in (("tools", "calls_per_tool"), ("tool_errors", "errors_per_kind")):
         totals: dict[str, int] = {}

@@ -42,6 +42,7 @@ class EpisodeStats:
     errors_per_kind: dict[str, int] = field(default_factory=dict)  # unknown_tool, bad_arguments, raised, ...
     truncated: bool = False  # the episode hit max_completion_tokens (or max_turns while still calling tools)
     reward: float | None = None  # the environment's own score: the sum of its turns' rewards (None: it gave none)
+    error: str | None = None  # why the environment ended the episode early (e.g. a reply that is not an action)
 
 
 @dataclass

@@ -4,6 +4,7 @@
 - `tools`: the model may call tools (Python functions and/or MCP servers' tools) for up to
   `max_turns` turns; an answer without a tool call ends the episode.
 - `textarena`: a TextArena game (`environment.game`), which scores itself (`retrain.environments.textarena`).
+- `openenv`: an OpenEnv environment in this process, as a local server, or at a URL (`retrain.environments.openenv`).
 - `module:Class`: your own environment (an `Environment` or a `MultiTurnEnv` subclass), built
   with `environment.params` as keyword arguments.
 """
@@ -22,6 +23,7 @@ from retrain.environments.tools import Tool, ToolOutcome, load_tool, run_tool_ca
 if TYPE_CHECKING:
     from retrain.core.config import EnvironmentConfig
     from retrain.environments.mcp import MCPToolbox
+    from retrain.environments.openenv import OpenEnvProvider
 
 
 class SingleTurnEnvironment:
@@ -75,6 +77,7 @@ class EnvironmentFactory:
         self.config = config
         self.python_tools = [load_tool(reference) for reference in (config.tools if config else [])]
         self.toolbox: MCPToolbox | None = None
+        self.openenv: OpenEnvProvider | None = None
         self.tools: list[Tool] = list(self.python_tools)
 
     @property
@@ -86,6 +89,17 @@ class EnvironmentFactory:
         return self.config.max_turns if self.config and self.kind != "single_turn" else 1
 
     async def start(self) -> None:
+        if self.config and self.config.type == "openenv" and self.openenv is None:
+            from retrain.environments.openenv import OpenEnvProvider
+
+            assert self.config.openenv is not None  # validated
+            provider = OpenEnvProvider(self.config.openenv)
+            try:
+                await provider.start()
+            except BaseException:
+                await provider.close()
+                raise
+            self.openenv = provider
         if self.config and self.config.mcp_servers and self.toolbox is None:
             from retrain.environments.mcp import MCPToolbox
 
@@ -109,14 +123,22 @@ class EnvironmentFactory:
 
             assert config.game is not None  # validated
             return TextArenaEnvironment(config.game, config.game_options)
+        if config.type == "openenv":
+            assert self.openenv is not None, "start() the factory first"
+            return self.openenv.new()
         environment_class = import_attribute(config.type, what="environment")
         environment: Environment = environment_class(**config.params)
         return environment
 
     async def close(self) -> None:
-        if self.toolbox is not None:
-            await self.toolbox.close()
-            self.toolbox = None
+        try:
+            if self.toolbox is not None:
+                await self.toolbox.close()
+                self.toolbox = None
+        finally:
+            if self.openenv is not None:
+                await self.openenv.close()
+                self.openenv = None
 
 
 async def _opening_lengths(config: EnvironmentConfig, rows: list[dict[str, Any]], tokens: Any) -> list[int]:

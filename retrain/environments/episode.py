@@ -169,6 +169,8 @@ def _count(stats: EpisodeStats, result: StepResult) -> None:
         if reward != reward or reward in (float("inf"), float("-inf")):
             raise ValueError(f"the environment returned a reward of {result.reward}; return a finite number or None")
         stats.reward = reward if stats.reward is None else stats.reward + reward
+    if result.info.get("episode_error"):
+        stats.error = str(result.info["episode_error"])
     for outcome in result.info.get("tool_outcomes", []):
         stats.tool_calls += 1
         stats.calls_per_tool[outcome.name] = stats.calls_per_tool.get(outcome.name, 0) + 1

@@ -230,3 +230,19 @@ def test_a_backend_whose_libraries_are_missing_is_one_clear_error(monkeypatch):
     (issue,) = info.value.issues
     assert issue.field == "backend" and "needs omegaconf" in issue.message
     assert "pip install 'retrain[verl]'" in issue.message
+
+
+def test_an_openenv_environment_without_openenv_says_what_to_install_and_where():
+    """The dev environment has the `mcp` extra, so it cannot have OpenEnv (tests/environments/test_openenv.py runs in
+    its own environment): the error says how to install it, and why not beside retrain[mcp]."""
+    import importlib.util
+
+    if importlib.util.find_spec("openenv") is not None:
+        pytest.skip("OpenEnv is installed here (the openenv test environment)")
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_data({"model_to_train": "retrain:tiny", "example_prompts": ["p"],
+                                  "environment": {"type": "openenv",
+                                                  "openenv": {"environment": "examples.openenv_grid:GridWalk"}}})
+    message = str(info.value)
+    assert "environment" in message and "pip install 'retrain[openenv]'" in message
+    assert "cannot share a virtual environment with retrain[mcp]" in message and "mcp<2" in message

@@ -7,6 +7,7 @@ exactly the breakdown retrain reports. Each component's batch statistic goes to 
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from retrain.core.metrics import episode_metrics
@@ -90,7 +91,8 @@ class ScorerRewardFunction:
         if self.run_dir is not None and main_process and self.samples_per_step and step % self.log_every == 0:
             self.run_dir.write_samples(step, [
                 {"prompt": r.prompt, "completion": r.completion, "breakdown": b.to_dict(),
-                 **({"messages": [m.to_dict() for m in r.completion_messages]} if r.episode else {})}
+                 **({"messages": [m.to_dict() for m in r.completion_messages], "episode": asdict(r.episode)}
+                    if r.episode else {})}
                 for r, b in list(zip(rollouts, breakdowns, strict=True))[: self.samples_per_step]
             ])
         return [b.total for b in breakdowns]

@@ -1,6 +1,7 @@
 """A verl plugin for the environment tests: the `scripted` rollout, retrain's CPU `hf` server with
 its model replaced by a scripted policy. It stands in for a model that has learned to call the
-calculator (the tiny random test model cannot), or plays Guess The Number (tests/scripted_games.py);
+calculator (the tiny random test model cannot), plays Guess The Number or walks the OpenEnv grid
+(tests/scripted_games.py);
 verl's trainer, agent-loop workers, server manager and retrain's agent loop and tools are all real.
 Loaded through VERL_USE_EXTERNAL_MODULES.
 """
@@ -29,6 +30,10 @@ class ScriptedServer(HFServer):
             from tests.scripted_games import guess_in_order
 
             said = guess_in_order(text)
+        elif "board:\n" in text:  # examples/openenv_grid.py's walk (tests/scripted_games.py)
+            from tests.scripted_games import walk_to_goal
+
+            said = walk_to_goal(text)
         elif "<|im_start|>tool" in text:
             said = "The answer is " + text.rsplit("<|im_start|>tool\n", 1)[1].split("<|im_end|>")[0]
         else:
