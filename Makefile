@@ -5,6 +5,8 @@
 #                     then test-unsloth: CI
 #   make test-unsloth a second environment with the `unsloth` extra (Unsloth pins TRL 1.15), and its tests
 #   make test-openenv the OpenEnv tests, in a layer over the dev environment (`make test` runs it too)
+#   make gpu-check    gather what the GPU check needs on a machine that cannot download; print the command
+#   make gpu-check-dry  the same check end to end on this CPU, from the carried wheels, in a fresh venv
 #
 # torch is installed first and on its own, so that no other package pulls a multi-GB CUDA build
 # where a CPU build is wanted. Override TORCH to choose another build, e.g. TORCH="torch==2.13.0".
@@ -24,7 +26,12 @@ UNSLOTH_TORCH ?= torch==2.14.1 torchvision==0.29.1
 OPENENV_VENV ?= .venv-openenv
 
 .PHONY: quickstart test test-all test-unsloth test-openenv test-openenv-slow setup-trl setup-dev setup-unsloth \
-	setup-openenv
+	setup-openenv gpu-check gpu-check-dry
+
+# The GPU check (docs/benchmarks.md): wheels for the GPU machine's Python 3.12 in .gpu-check/ (git-ignored);
+# the rehearsal installs the same set, built for this Python, into a fresh venv that stands in for the machine.
+GPU_CHECK ?= .gpu-check
+DRY := $(GPU_CHECK)/dry
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +58,7 @@ test: setup-dev
 test-all: test
 	$(BIN)/python -m pytest -m slow --durations=25
 	$(MAKE) test-openenv-slow
+	$(MAKE) gpu-check-dry
 	$(MAKE) test-unsloth
 
 setup-openenv: setup-dev
@@ -64,6 +72,20 @@ setup-openenv: setup-dev
 
 test-openenv: setup-openenv
 	$(OPENENV_VENV)/bin/python -m pytest -m "openenv and not slow" tests/environments/test_openenv.py
+
+gpu-check: setup-dev
+	$(BIN)/python benchmarks/gpu_check/prepare.py --into $(GPU_CHECK)/wheels
+
+gpu-check-dry: gpu-check
+	$(BIN)/python benchmarks/gpu_check/prepare.py --python 3.11 --into $(DRY)/wheels --dry-image $(DRY)/image.txt
+	rm -rf $(DRY)/venv $(DRY)/site $(DRY)/out $(DRY)/cache
+	$(PYTHON) -m venv $(DRY)/venv
+	$(DRY)/venv/bin/pip install --quiet "$(TORCH)"
+	# what the GPU machine's image provides, at the versions the resolver chose (downloaded here, not there)
+	$(DRY)/venv/bin/pip install --quiet --no-deps -r $(DRY)/image.txt
+	cp -r $(GPU_CHECK)/cache $(DRY)/cache
+	PYTHON=$(DRY)/venv/bin/python WHEELS=$(DRY)/wheels SITE=$(DRY)/site OUT=$(DRY)/out CACHE=$(CURDIR)/$(DRY)/cache \
+		MANIFEST_PYTHON=3.11 bash benchmarks/gpu_check/run.sh
 
 test-openenv-slow: setup-openenv
 	$(OPENENV_VENV)/bin/python -m pytest -m "openenv and slow" tests/backends/verl/test_openenv.py

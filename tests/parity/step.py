@@ -337,23 +337,30 @@ VERL_ENVIRONMENT = {
 }
 
 
+CPU_ONLY = ("VERL_PLATFORM", "VERL_USE_EXTERNAL_MODULES", "VERL_ENGINE_DEVICE")
+
+
 @contextlib.contextmanager
-def verl_process() -> Iterator[None]:
+def verl_process(cuda: bool = False) -> Iterator[None]:
     """The environment of a verl worker process, for the duration of one run; the process group verl's
-    worker initialises is destroyed at the end (the next run starts a new one)."""
+    worker initialises is destroyed at the end (the next run starts a new one). `cuda`: verl's own CUDA
+    platform (NCCL), as on a GPU machine, instead of retrain's CPU platform."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
     values = {**VERL_ENVIRONMENT, "MASTER_PORT": port}
+    if cuda:
+        values = {key: value for key, value in values.items() if key not in CPU_ONLY}
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
-        from verl.plugin.platform.platform_manager import PlatformRegistry, get_platform, set_platform
+        if not cuda:
+            from verl.plugin.platform.platform_manager import PlatformRegistry, get_platform, set_platform
 
-        import retrain.backends.verl.cpu  # noqa: F401  (the CPU platform; verl imports it itself when started so)
+            import retrain.backends.verl.cpu  # noqa: F401  (the CPU platform; verl imports it when started so)
 
-        if get_platform().device_name != "cpu":  # verl was imported and used before, without the CPU platform
-            set_platform(PlatformRegistry.get("cpu")())
+            if get_platform().device_name != "cpu":  # verl was imported and used before, without the CPU platform
+                set_platform(PlatformRegistry.get("cpu")())
         yield
     finally:
         if torch.distributed.is_initialized():
@@ -449,7 +456,7 @@ def run_verl(data: dict[str, Any], trl: TrlRun, extra_overrides: list[str] | Non
     from tests.parity.build import retrain_config
 
     scorer = Scorer.from_config(retrain_config(data, "verl"))
-    with verl_process(), one_thread():
+    with verl_process(cuda=data["resources"].get("gpus_per_node", 0) > 0), one_thread():
         from verl.utils.metric import reduce_metrics
         from verl.utils.py_functional import rename_dict
         from verl.workers.engine_workers import ActorRolloutRefWorker
