@@ -71,7 +71,8 @@ setup-openenv: setup-dev
 	$(OPENENV_VENV)/bin/pip install --quiet -e ".[openenv]"
 
 test-openenv: setup-openenv
-	$(OPENENV_VENV)/bin/python -m pytest -m "openenv and not slow" tests/environments/test_openenv.py
+	$(OPENENV_VENV)/bin/python -m pytest -m "openenv and not slow" tests/environments/test_openenv.py \
+		tests/parity/test_settings.py
 
 gpu-check: setup-dev
 	$(BIN)/python benchmarks/gpu_check/prepare.py --into $(GPU_CHECK)/wheels
@@ -88,7 +89,8 @@ gpu-check-dry: gpu-check
 		MANIFEST_PYTHON=3.11 bash benchmarks/gpu_check/run.sh
 
 test-openenv-slow: setup-openenv
-	$(OPENENV_VENV)/bin/python -m pytest -m "openenv and slow" tests/backends/verl/test_openenv.py
+	$(OPENENV_VENV)/bin/python -m pytest -m "openenv and slow" tests/environments/test_openenv.py \
+		tests/backends/verl/test_openenv.py
 
 $(UNSLOTH_VENV)/bin/python:
 	$(PYTHON) -m venv $(UNSLOTH_VENV)

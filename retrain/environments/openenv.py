@@ -156,14 +156,21 @@ class ActionError(ValueError):
     """The model's reply is not an action of this environment (the episode ends with this as its error)."""
 
 
+MAX_JSON_STARTS = 64  # each `{` is a place a JSON object may start; a reply of thousands is not a move
+
+
 def json_object_in(text: str) -> dict[str, Any]:
-    """The first JSON object in a reply (anywhere in it, fenced or not)."""
+    """The first JSON object in a reply (anywhere in it, fenced or not), trying at most MAX_JSON_STARTS places."""
     decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
+    for tried, match in enumerate(re.finditer(r"\{", text)):
+        if tried >= MAX_JSON_STARTS:
+            break
         try:
             value, _ = decoder.raw_decode(text, match.start())
         except json.JSONDecodeError:
             continue
+        except RecursionError:
+            raise ActionError("the reply's JSON nests deeper than the decoder goes") from None
         if isinstance(value, dict):
             return value
     raise ActionError("the reply has no JSON object")

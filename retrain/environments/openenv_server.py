@@ -40,6 +40,10 @@ def main(argv: list[str]) -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     print(f"openenv server listening on port {sock.getsockname()[1]}", flush=True)
+    # The run reads only that line: what the environment prints from now on goes to the log (stderr), where it
+    # can never fill a pipe nobody reads and stall the server.
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_max_size=16 * 2**20))
     server.run(sockets=[sock])
 

@@ -25,6 +25,9 @@ def parse_tool_calls(text: str) -> tuple[list[ToolCall], list[str]]:
         except json.JSONDecodeError as exc:
             errors.append(f"tool call {index + 1} is not valid JSON ({exc.msg} at character {exc.pos}): {body[:200]}")
             continue
+        except RecursionError:  # nesting deeper than Python's decoder goes: the model's text, not our error
+            errors.append(f"tool call {index + 1} nests too deeply to read: {body[:200]}")
+            continue
         name = data.get("name") if isinstance(data, dict) else None
         if not isinstance(name, str) or not name:
             errors.append(f'tool call {index + 1} needs a "name" string: {body[:200]}')
@@ -33,7 +36,7 @@ def parse_tool_calls(text: str) -> tuple[list[ToolCall], list[str]]:
         if isinstance(arguments, str):  # some models send the arguments as a JSON string
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 pass
         if not isinstance(arguments, dict):
             errors.append(f'tool call {index + 1} to {name}: "arguments" must be an object, got {body[:200]}')

@@ -87,6 +87,8 @@ def parse_json(completion: str) -> tuple[Any, str | None]:
         return json.loads(text), None
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except RecursionError:
+        return None, "not readable JSON: nested deeper than the decoder goes"
 
 
 @verifier

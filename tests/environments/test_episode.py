@@ -104,6 +104,7 @@ def test_episode_metrics_count_errors_by_kind():
                 EpisodeStats(turns=1, truncated=True)]
     assert episode_metrics(episodes) == {
         "env/turns/mean": 1.5, "env/tool_calls/mean": 1.0, "env/tool_error_rate": 0.5, "env/truncated_rate": 0.5,
+        "env/episode_error_rate": 0.0,
         "env/tools/a/calls": 2.0, "env/tool_errors/timeout": 1.0,
     }
 

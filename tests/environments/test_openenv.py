@@ -86,7 +86,7 @@ def episodes(config, rows, generate_for=lambda row: player()):
         await factory.start()
         try:
             return [await run_episode(factory.new(), row, generate_for(row), CharTokens(),
-                                      EpisodeLimits(max_tokens=4000, max_turns=config.environment.max_turns))
+                                      EpisodeLimits(max_tokens=20000, max_turns=config.environment.max_turns))
                     for row in rows]
         finally:
             await factory.close()
@@ -126,6 +126,8 @@ def test_the_same_seed_is_the_same_walk_and_running_out_of_moves_ends_it():
     ('{"direction": "north"}', "direction: Input should be 'up', 'down', 'left' or 'right'"),
     ('{"way": "up"}', "direction: Field required"),
     ('{"direction": "up", "metadata": {"reward": 1}}', "`metadata` is not the model's to set"),
+    ('{"direction": ' + "[" * 5000, "the reply's JSON nests deeper than the decoder goes"),
+    ("{" * 5000 + '{"direction": "up"}', "the reply has no JSON object"),  # only the first 64 places are tried
 ])
 def test_a_reply_that_is_not_an_action_ends_the_episode_with_an_error_that_says_why(reply, error):
     for serve in (False, True):  # the same words from the class in this process and through its server
@@ -184,6 +186,14 @@ def test_served_and_in_process_episodes_are_the_same_and_the_server_is_stopped_b
     assert [r.prompt_messages for r in served] == [r.prompt_messages for r in here]
     assert [b.to_dict() for b in served_scores] == [b.to_dict() for b in here_scores]
     assert len(started) == 1 and not psutil.pid_exists(started[0])
+
+
+def test_a_served_environment_that_prints_a_lot_does_not_stall():
+    """The run reads only the server's first line; what the environment prints after goes to its log, not into a
+    pipe nobody reads (64 KiB would stall it)."""
+    config = environment_config(serve=True, environment="tests.environments.test_openenv:Chatty")
+    (rollout,), _ = episodes(config, [{"prompt": PROMPT, "seed": 1}])
+    assert rollout.episode.error is None and rollout.episode.reward == pytest.approx(0.9)
 
 
 def serve_by_hand(params):
@@ -349,6 +359,14 @@ def test_a_reached_and_a_lost_walk_reach_the_breakdown_on_trl(tmp_path):
     assert len(walks) == 8 and totals == [-0.15, 0.85]  # out of moves after 3; reached in 3 (1 - 0.05 * 3)
 
 
+class Chatty(__import__("examples.openenv_grid", fromlist=["GridWalk"]).GridWalk):
+    """The example's walk, printing 200 KB at every move."""
+
+    def step(self, action, timeout_s=None, **kwargs):
+        print("x" * 200_000, flush=True)
+        return super().step(action, timeout_s, **kwargs)
+
+
 # Fixtures for the validation tests above: classes that break one rule each.
 class Lonely(openenv.Environment[openenv.Action, openenv.Observation, openenv.State]):
     """An environment that does not declare concurrent sessions."""
@@ -370,3 +388,14 @@ class Unnamed(openenv.Environment):  # type: ignore[type-arg]
     reset = Lonely.reset
     step = Lonely.step
     state = Lonely.state
+
+
+@pytest.mark.slow
+def test_pip_refuses_the_openenv_extra_beside_the_mcp_extra():
+    """What a user who asks for both sees: pip's own refusal, naming the two mcp requirements (the registry's
+    real metadata; no install happens)."""
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+                           f"retrain[mcp,openenv] @ {ROOT.as_uri()}"], capture_output=True, text=True, timeout=600)
+    said = done.stdout + done.stderr
+    assert done.returncode != 0 and "ResolutionImpossible" in said
+    assert 'depends on mcp==2.3.0; extra == "mcp"' in said and "depends on mcp<2.0" in said

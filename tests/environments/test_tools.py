@@ -59,6 +59,16 @@ def test_hermes_calls_are_parsed_and_malformed_ones_explained():
     assert "not valid JSON" in errors[0] and '"name"' in errors[1] and "never closed" in errors[2]
 
 
+def test_a_call_nested_past_the_decoders_depth_is_malformed_not_a_crash():
+    """A model can write 1000 `[` in a few hundred tokens; Python's JSON decoder raises RecursionError on it,
+    which used to escape the parser and stop the run."""
+    deep = "[" * 5000
+    calls, errors = parse_tool_calls(f"<tool_call>{deep}</tool_call>"
+                                     f'<tool_call>{{"name": "f", "arguments": "{deep}"}}</tool_call>')
+    assert errors[0].startswith("tool call 1 nests too deeply to read")
+    assert 'tool call 2 to f: "arguments" must be an object' in errors[1] and not calls
+
+
 def _run(tools, call, timeout=1.0):
     return asyncio.run(run_tool_call({t.name: t for t in tools}, call, timeout))
 
