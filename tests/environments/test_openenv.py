@@ -196,6 +196,19 @@ def test_a_served_environment_that_prints_a_lot_does_not_stall():
     assert rollout.episode.error is None and rollout.episode.reward == pytest.approx(0.9)
 
 
+def render_upper(observation):
+    return f"[{observation['board'].upper()}] {observation['message']}"
+
+
+def test_reset_options_reach_reset_and_render_is_yours():
+    config = environment_config(environment="tests.environments.test_openenv:Options", params={},
+                                reset_options={"level": 3}, render="tests.environments.test_openenv:render_upper")
+    (rollout,), _ = episodes(config, [{"prompt": PROMPT, "seed": 4}],
+                             lambda row: player('{"direction": "up"}', '{"direction": "left"}'))
+    assert rollout.prompt_messages[0].content.endswith("\n\n[SEED 4, LEVEL 3] options")
+    assert rollout.completion_messages[1].content == "[UP] again" and rollout.episode.reward == 1.0  # 2 x 0.5
+
+
 def serve_by_hand(params):
     """An OpenEnv server started the way a user would, outside retrain: our server module, its own process."""
     process = subprocess.Popen([sys.executable, "-m", "retrain.environments.openenv_server", GRID, json.dumps(params)],
@@ -365,6 +378,27 @@ class Chatty(__import__("examples.openenv_grid", fromlist=["GridWalk"]).GridWalk
     def step(self, action, timeout_s=None, **kwargs):
         print("x" * 200_000, flush=True)
         return super().step(action, timeout_s, **kwargs)
+
+
+class Options(openenv.Environment[
+        __import__("examples.openenv_grid", fromlist=["Move"]).Move,
+        __import__("examples.openenv_grid", fromlist=["GridObservation"]).GridObservation, openenv.State]):
+    """Shows what reset received; two moves end it (0.5 each)."""
+
+    def reset(self, seed=None, episode_id=None, **kwargs):
+        from examples.openenv_grid import GridObservation
+
+        return GridObservation(board=f"seed {seed}, level {kwargs.get('level')}", message="options")
+
+    def step(self, action, timeout_s=None, **kwargs):
+        from examples.openenv_grid import GridObservation
+
+        self.moves = getattr(self, "moves", 0) + 1
+        return GridObservation(board=action.direction, message="again", done=self.moves == 2, reward=0.5)
+
+    @property
+    def state(self):
+        return openenv.State()
 
 
 # Fixtures for the validation tests above: classes that break one rule each.
