@@ -32,6 +32,7 @@ OPENENV_VENV ?= .venv-openenv
 # the rehearsal installs the same set, built for this Python, into a fresh venv that stands in for the machine.
 GPU_CHECK ?= .gpu-check
 DRY := $(GPU_CHECK)/dry
+DRY_PYTHON_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,7 +79,8 @@ gpu-check: setup-dev
 	$(BIN)/python benchmarks/gpu_check/prepare.py --into $(GPU_CHECK)/wheels
 
 gpu-check-dry: gpu-check
-	$(BIN)/python benchmarks/gpu_check/prepare.py --python 3.11 --into $(DRY)/wheels --dry-image $(DRY)/image.txt
+	$(BIN)/python benchmarks/gpu_check/prepare.py --python $(DRY_PYTHON_VERSION) --into $(DRY)/wheels \
+		--dry-image $(DRY)/image.txt
 	rm -rf $(DRY)/venv $(DRY)/site $(DRY)/out $(DRY)/cache
 	$(PYTHON) -m venv $(DRY)/venv
 	$(DRY)/venv/bin/pip install --quiet "$(TORCH)"
@@ -86,7 +88,7 @@ gpu-check-dry: gpu-check
 	$(DRY)/venv/bin/pip install --quiet --no-deps -r $(DRY)/image.txt
 	cp -r $(GPU_CHECK)/cache $(DRY)/cache
 	PYTHON=$(DRY)/venv/bin/python WHEELS=$(DRY)/wheels SITE=$(DRY)/site OUT=$(DRY)/out CACHE=$(CURDIR)/$(DRY)/cache \
-		MANIFEST_PYTHON=3.11 bash benchmarks/gpu_check/run.sh
+		MANIFEST_PYTHON=$(DRY_PYTHON_VERSION) bash benchmarks/gpu_check/run.sh
 
 test-openenv-slow: setup-openenv
 	$(OPENENV_VENV)/bin/python -m pytest -m "openenv and slow" tests/environments/test_openenv.py \
