@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 # examples/math.yaml runs its two steps, on both backends, in tests/rewards/test_math_example.py, and
 # examples/textarena_guess.yaml (with a shorter budget for the tiny model) in tests/environments/test_textarena.py,
-# examples/openenv_grid.yaml in tests/environments/test_openenv.py (OpenEnv has an environment of its own).
-SMOKE = [path for path in EXAMPLES if path.name not in ("math.yaml", "textarena_guess.yaml", "openenv_grid.yaml")]
+# examples/openenv_grid.yaml in tests/environments/test_openenv.py (OpenEnv has an environment of its own), and
+# examples/calculator_tools.yaml and examples/mcp_tools.yaml in tests/backends/trl/test_environment.py.
+RUN_ELSEWHERE = ("math.yaml", "textarena_guess.yaml", "openenv_grid.yaml", "calculator_tools.yaml", "mcp_tools.yaml")
+SMOKE = [path for path in EXAMPLES if path.name not in RUN_ELSEWHERE]
 NEEDS_OPENENV = {"openenv_grid.yaml"}
 
 

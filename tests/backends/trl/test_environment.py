@@ -131,9 +131,10 @@ def test_the_mcp_example_trains_on_trl_and_stops_its_server(tmp_path, monkeypatc
     import psutil
 
     monkeypatch.chdir(ROOT)  # the example's paths are relative to the repository root
-    summary = run_sync("examples/mcp_tools.yaml", model="retrain:tiny", max_steps=1, output_dir=tmp_path,
+    summary = run_sync("examples/mcp_tools.yaml", model="retrain:tiny", max_steps=2, output_dir=tmp_path,
                        console=QUIET)
     assert summary["status"] == "completed"
-    assert "env/turns/mean" in metrics(Path(summary["run_dir"]))[0]
+    records = metrics(Path(summary["run_dir"]))
+    assert [r["step"] for r in records] == [1, 2] and all("env/turns/mean" in r for r in records)
     servers = [c for c in psutil.Process().children(recursive=True) if "mcp_server.py" in " ".join(c.cmdline())]
     assert not servers, "the run left its MCP server running"
