@@ -253,8 +253,9 @@ def main() -> None:
     mib = {k: f"{v / 2**20:.1f} MiB" for k, v in sizes.items()}
     print(f"gpu-check: carried {total / 2**20:.1f} MiB of {LIMIT / 2**20:.0f} MiB (wheels {mib['wheels']}, models "
           f"{mib['cache']}, working tree {mib['tree']})")
-    if total > LIMIT:
-        sys.exit(f"gpu-check: over the device tool's {LIMIT / 2**20:.0f} MiB per command")
+    if total > LIMIT and args.python == "3.12":  # what travels; the rehearsal's own wheels stay here
+        sys.exit(f"gpu-check: over the device tool's {LIMIT / 2**20:.0f} MiB per command: leave more out (LEFT_OUT) "
+                 "or carry the rest in a second command")
     if args.python == "3.12":
         relative = into.relative_to(ROOT)
         print("gpu-check: on the GPU machine (the device tool's `run`), one command, well inside 10 minutes:\n"
