@@ -88,7 +88,7 @@ gpu-check-dry: gpu-check
 	$(DRY)/venv/bin/pip install --quiet --no-deps -r $(DRY)/image.txt
 	cp -r $(GPU_CHECK)/cache $(DRY)/cache
 	PYTHON=$(DRY)/venv/bin/python WHEELS=$(DRY)/wheels SITE=$(DRY)/site OUT=$(DRY)/out CACHE=$(CURDIR)/$(DRY)/cache \
-		MANIFEST_PYTHON=$(DRY_PYTHON_VERSION) bash benchmarks/gpu_check/run.sh
+		bash benchmarks/gpu_check/run.sh
 
 test-openenv-slow: setup-openenv
 	$(OPENENV_VENV)/bin/python -m pytest -m "openenv and slow" tests/environments/test_openenv.py \

@@ -59,7 +59,9 @@ def environment() -> dict[str, Any]:
 def requirements(site: Path, left_out: set[str]) -> dict[str, Any]:
     from packaging.requirements import Requirement
 
-    installed = {normalise(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    installed: dict[str, str] = {}
+    for found in metadata.distributions():  # in sys.path order: the first of a name is the one Python imports
+        installed.setdefault(normalise(found.metadata["Name"]), found.version)
     carried = [d for d in metadata.distributions(path=[str(site)])]
     problems, absent_as_planned = [], set()
     for distribution in carried:

@@ -15,7 +15,7 @@ What it gathers, into the git-ignored folder .gpu-check/ (the device tool's `car
 - cache/models/: the tokenizer, chat template and config of `retrain:tiny` and of SmolLM2-135M-Instruct, without
   weights: benchmarks/gpu_check/check.py initialises them randomly on the GPU machine (a real architecture
   and size, random weights: the check measures training mechanics and speed, not learning).
-- manifest.json: what is carried, what is left out and why, and the sizes.
+- wheels/manifest.json: what is carried, what is left out and why, and the sizes (it travels with the wheels).
 
 It prints the carried size (these folders plus the working tree) and the device tool call to make.
 """
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 CHECK = ROOT / ".gpu-check"
 LIMIT = 64 * 2**20  # the device tool's working-tree limit per command
+MACHINE_PYTHON = "3.12"
 
 PLATFORMS = ["manylinux_2_5_x86_64", "manylinux1_x86_64", "manylinux_2_12_x86_64", "manylinux2010_x86_64",
              "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_24_x86_64", "manylinux_2_26_x86_64",
@@ -115,12 +116,19 @@ def target_options(python: str) -> list[str]:
     return options
 
 
-def tested_versions() -> list[str]:
+def tested_versions(machine_python: bool = True) -> list[str]:
     """The versions of this (the dev) environment, as constraints: the GPU machine gets the set the tests ran
-    with, not another solution of the same pins (left alone, the resolver picks hydra-core 0.11 over 1.3)."""
+    with, not another solution of the same pins (left alone, the resolver picks hydra-core 0.11 over 1.3);
+    except the versions machine.txt gives, which are what the machine will really have."""
     listed = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze", "--exclude-editable"],
                             capture_output=True, text=True, check=True).stdout.splitlines()
-    return [line for line in listed if "==" in line and normalise(line.split("==")[0]) not in ("torch", "retrain")]
+    versions = {normalise(line.split("==")[0]): line for line in listed if "==" in line}
+    # What the machine has at a version a session saw stays at that version (it is not carried). Not for the
+    # CPU rehearsal's Python: some of those versions need the machine's (numpy 2.5 needs Python 3.12).
+    for name, version in machine_packages().items() if machine_python else ():
+        if version is not None and name not in FORCED:
+            versions[name] = f"{name}=={version}"
+    return [line for name, line in versions.items() if name not in ("torch", "retrain")]
 
 
 def build_sdists(into: Path) -> None:
@@ -145,7 +153,7 @@ def resolve(python: str) -> list[tuple[str, str]]:
         build_sdists(CHECK / "built")
         report = Path(scratch) / "report.json"
         constraints = Path(scratch) / "constraints.txt"
-        constraints.write_text("\n".join(tested_versions()) + "\n")
+        constraints.write_text("\n".join(tested_versions(machine_python=python == MACHINE_PYTHON)) + "\n")
         command = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
                    "--report", str(report), "--target", str(Path(scratch) / "t"), *target_options(python),
                    "--find-links", str(stand_in), "--find-links", str(CHECK / "built"), "-c", str(constraints),
@@ -213,7 +221,7 @@ def folder_size(folder: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--python", default="3.12", help="the GPU machine's Python (default 3.12)")
+    parser.add_argument("--python", default=MACHINE_PYTHON, help="the GPU machine's Python (default 3.12)")
     parser.add_argument("--into", default=str(CHECK / "wheels"))
     parser.add_argument("--dry-image", help="also write the packages the machine's image provides (pinned to what "
                                             "the resolver chose), for the CPU rehearsal's fresh environment")
@@ -247,16 +255,16 @@ def main() -> None:
         "ray": f"import-only: without {', '.join(RAY_DROPPED)}",
         "sizes": {"wheels": folder_size(into), "cache": folder_size(CHECK / "cache"), "tree": tree_size()},
     }
-    (into.parent / f"manifest-{args.python}.json").write_text(json.dumps(manifest, indent=1))
+    (into / "manifest.json").write_text(json.dumps(manifest, indent=1))  # travels with the wheels
     sizes = manifest["sizes"]
     total = sum(sizes.values())
     mib = {k: f"{v / 2**20:.1f} MiB" for k, v in sizes.items()}
     print(f"gpu-check: carried {total / 2**20:.1f} MiB of {LIMIT / 2**20:.0f} MiB (wheels {mib['wheels']}, models "
           f"{mib['cache']}, working tree {mib['tree']})")
-    if total > LIMIT and args.python == "3.12":  # what travels; the rehearsal's own wheels stay here
+    if total > LIMIT and args.python == MACHINE_PYTHON:  # what travels; the rehearsal's own wheels stay here
         sys.exit(f"gpu-check: over the device tool's {LIMIT / 2**20:.0f} MiB per command: leave more out (LEFT_OUT) "
                  "or carry the rest in a second command")
-    if args.python == "3.12":
+    if args.python == MACHINE_PYTHON:
         relative = into.relative_to(ROOT)
         print("gpu-check: on the GPU machine (the device tool's `run`), one command, well inside 10 minutes:\n"
               f'  run(command="bash benchmarks/gpu_check/run.sh", carry=["{relative}", ".gpu-check/cache"], '

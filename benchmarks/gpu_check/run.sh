@@ -11,11 +11,14 @@ WHEELS=${WHEELS:-.gpu-check/wheels}
 SITE=${SITE:-/tmp/retrain-gpu-check-site}
 OUT=${OUT:-.gpu-check/out}
 mkdir -p "$OUT"
-exec > >(tee "$OUT/gpu-check.log") 2>&1
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
-echo "gpu-check: installing $(ls "$WHEELS"/*.whl | wc -l) carried wheels from $WHEELS into $SITE (--no-index)"
-"$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-    "$WHEELS"/*.whl || { echo "gpu-check: the carried wheels did not install"; exit 1; }
-export PYTHONPATH="$SITE:$PWD"
-export RETRAIN_CACHE=${CACHE:-$PWD/.gpu-check/cache}
-exec "$PYTHON" benchmarks/gpu_check/check.py --out "$OUT" --site "$SITE" --manifest "$(dirname "$WHEELS")/manifest-${MANIFEST_PYTHON:-3.12}.json"
+check() {
+    echo "gpu-check: installing $(ls "$WHEELS"/*.whl | wc -l) carried wheels from $WHEELS into $SITE (--no-index)"
+    "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+        "$WHEELS"/*.whl || { echo "gpu-check: the carried wheels did not install"; return 1; }
+    PYTHONPATH="$SITE:$PWD" RETRAIN_CACHE=${CACHE:-$PWD/.gpu-check/cache} \
+        "$PYTHON" benchmarks/gpu_check/check.py --out "$OUT" --site "$SITE" --manifest "$WHEELS/manifest.json"
+}
+# tee in the pipeline (not a process substitution): the script ends only when the log is complete
+check 2>&1 | tee "$OUT/gpu-check.log"
+exit "${PIPESTATUS[0]}"

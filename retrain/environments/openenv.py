@@ -21,13 +21,15 @@ one user message. Each model turn is parsed into the environment's Action:
 
 A reply that is not an Action (no JSON object, a field missing or of the wrong type, `metadata`, which is not
 the model's to set) ends the episode with an error that says why (`episode.error` in the samples,
-`env/episode_error_rate` in the metrics); the episode keeps the rewards it had. Each observation's `reward` is the
-turn's reward; their sum is the episode's environment reward (the `environment_reward` built-in). A reward at
-reset (OpenEnv: "typically None") is not counted. `done` ends the episode.
+`env/episode_error_rate` in the metrics); the episode keeps the rewards it had. So does an environment that fails
+on a well-formed action (raises, times out, returns a reward that is not finite): the model cannot stop the run.
+Each observation's `reward` is the turn's reward; their sum is the episode's environment reward (the
+`environment_reward` built-in). A reward at reset (OpenEnv: "typically None") is not counted. `done` ends the
+episode.
 
 In this process, each episode gets its own instance of the class (episodes run concurrently). With `serve`,
-retrain starts the class as an OpenEnv server (uvicorn, a free local port, its log in the run's folder) and
-stops that process, by its id, when the run ends, also on failure; the server needs
+retrain starts the class as an OpenEnv server (uvicorn, a free local port, its log in a temporary folder that a
+start error names) and stops that process, by its id, when the run ends, also on failure; the server needs
 `SUPPORTS_CONCURRENT_SESSIONS = True`. With `url`, each episode opens its own WebSocket session; a server with
 fewer sessions than the batch's episodes needs `max_sessions`.
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import signal
@@ -161,19 +164,40 @@ MAX_JSON_STARTS = 64  # each `{` is a place a JSON object may start; a reply of 
 
 def json_object_in(text: str) -> dict[str, Any]:
     """The first JSON object in a reply (anywhere in it, fenced or not), trying at most MAX_JSON_STARTS places."""
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_constant=_no_constant)
     for tried, match in enumerate(re.finditer(r"\{", text)):
         if tried >= MAX_JSON_STARTS:
             break
         try:
             value, _ = decoder.raw_decode(text, match.start())
-        except json.JSONDecodeError:
-            continue
+        except ActionError:
+            raise
         except RecursionError:
             raise ActionError("the reply's JSON nests deeper than the decoder goes") from None
+        except ValueError:  # not JSON here (JSONDecodeError), or an integer past Python's digit limit
+            continue
         if isinstance(value, dict):
+            if _depth(value) > MAX_JSON_DEPTH:
+                raise ActionError(f"the reply's JSON nests deeper than {MAX_JSON_DEPTH} levels")
             return value
     raise ActionError("the reply has no JSON object")
+
+
+MAX_JSON_DEPTH = 32
+
+
+def _no_constant(name: str) -> Any:
+    raise ActionError(f"{name} is not a number an action can hold")
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
 
 
 def _example(schema: dict[str, Any]) -> str:
@@ -216,26 +240,30 @@ class Session(Protocol):
 
 
 def _observed(observation: Any) -> Observed:
-    data = observation.model_dump()
-    reward = data.get("reward")
-    return Observed(data, None if reward is None else float(reward), bool(data.get("done", False)))
+    """The observation as a server would send it (JSON types; reward and done beside it, not in it)."""
+    data = observation.model_dump(mode="json", exclude={"reward", "done"})
+    reward = observation.reward
+    return Observed(data, None if reward is None else float(reward), bool(observation.done))
 
 
 class InProcessSession:
     """The environment class, instantiated for this episode; its blocking calls run in a thread."""
 
     def __init__(self, cls: type, params: dict[str, Any], action_cls: type):
-        self.env = cls(**params)
-        self.action_cls = action_cls
+        self.cls, self.params, self.action_cls = cls, params, action_cls
+        self.env: Any = None
 
     async def reset(self, **kwargs: Any) -> Observed:
+        # Built here, inside the episode (whose close runs whatever happens), not when the episodes are listed.
+        self.env = await asyncio.to_thread(lambda: self.cls(**self.params))
         return _observed(await asyncio.to_thread(self.env.reset, **kwargs))
 
     async def step(self, action: dict[str, Any]) -> Observed:
         return _observed(await asyncio.to_thread(self.env.step, parse_action(action, self.action_cls)))
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.env.close)
+        if self.env is not None:
+            await asyncio.to_thread(self.env.close)
 
 
 def parse_action(action: dict[str, Any], action_cls: type) -> Any:
@@ -334,6 +362,8 @@ class OpenEnvEnvironment:
                 called = ", ".join(call.name for call in calls) or "no tool"
                 raise ActionError(f"the reply must call the tool '{name}' once; it called {called}")
             data = dict(calls[0].arguments)
+            if _depth(data) > MAX_JSON_DEPTH:
+                raise ActionError(f"the call's arguments nest deeper than {MAX_JSON_DEPTH} levels")
         else:
             data = json_object_in(action.content)
         if "metadata" in data:
@@ -350,6 +380,12 @@ class OpenEnvEnvironment:
             example = _example(self.action_schema)
             hint = "" if self.spec.action_format == "tool_call" else f" (expected a JSON object like {example})"
             return StepResult([], done=True, info={"episode_error": f"not an action of this environment: {exc}{hint}"})
+        except Exception as exc:  # the environment failed on a well-formed action: the model must not stop the run
+            return StepResult([], done=True, info={
+                "episode_error": f"the environment failed on this action: {type(exc).__name__}: {str(exc)[:300]}"})
+        if observed.reward is not None and not math.isfinite(observed.reward):
+            return StepResult([], done=True, info={
+                "episode_error": f"the environment returned a reward of {observed.reward} for this action"})
         text = str(self.render(observed.observation))
         reply = Message("tool", text) if self.spec.action_format == "tool_call" else Message("user", text)
         return StepResult([reply], done=observed.done, reward=observed.reward)
@@ -391,6 +427,7 @@ class OpenEnvProvider:
     def __init__(self, spec: OpenEnvSpec, log_dir: Path | None = None):
         self.spec = spec
         self.log_dir = log_dir  # where a served environment's log goes (default: a temporary folder)
+        self._temporary_log_dir: Path | None = None
         self.server: subprocess.Popen[bytes] | None = None
         self.url = spec.url
         self.action_schema: dict[str, Any] = {}
@@ -412,7 +449,9 @@ class OpenEnvProvider:
         """Start `python -m retrain.environments.openenv_server` on a free port; its first line says which."""
         import tempfile
 
-        log = Path(self.log_dir or tempfile.mkdtemp(prefix="retrain-openenv-")) / "openenv_server.log"
+        if self.log_dir is None:  # removed at close, after a clean stop; named in the error when the start fails
+            self.log_dir = self._temporary_log_dir = Path(tempfile.mkdtemp(prefix="retrain-openenv-"))
+        log = Path(self.log_dir) / "openenv_server.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         errors = log.open("ab")
         command = [sys.executable, "-m", "retrain.environments.openenv_server", str(self.spec.environment),
@@ -421,11 +460,13 @@ class OpenEnvProvider:
             self.server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, start_new_session=True)
         assert self.server.stdout is not None
         line = _read_line(self.server, START_TIMEOUT_SECONDS)
+        self.server.stdout.close()  # nothing else comes that way (the server sends the rest to its log)
         match = re.match(r"^openenv server listening on port (\d+)$", line.strip())
         if not match:
             self._stop_server()
+            self._temporary_log_dir = None  # kept: the error names it
             tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
-            raise RuntimeError(f"the OpenEnv server for '{self.spec.environment}' did not start"
+            raise RuntimeError(f"the OpenEnv server for '{self.spec.environment}' did not start (its log: {log})"
                                + (f"\n--- its log ---\n{tail}" if tail.strip() else ""))
         return f"http://127.0.0.1:{match.group(1)}"
 
@@ -458,6 +499,11 @@ class OpenEnvProvider:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._stop_server)
+        if self._temporary_log_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._temporary_log_dir, ignore_errors=True)
+            self._temporary_log_dir = None
 
 
 def _read_line(process: subprocess.Popen[bytes], timeout: float) -> str:

@@ -28,6 +28,9 @@ def parse_tool_calls(text: str) -> tuple[list[ToolCall], list[str]]:
         except RecursionError:  # nesting deeper than Python's decoder goes: the model's text, not our error
             errors.append(f"tool call {index + 1} nests too deeply to read: {body[:200]}")
             continue
+        except ValueError as exc:  # e.g. an integer past Python's digit limit
+            errors.append(f"tool call {index + 1} cannot be read ({str(exc)[:120]}): {body[:200]}")
+            continue
         name = data.get("name") if isinstance(data, dict) else None
         if not isinstance(name, str) or not name:
             errors.append(f'tool call {index + 1} needs a "name" string: {body[:200]}')
@@ -36,7 +39,7 @@ def parse_tool_calls(text: str) -> tuple[list[ToolCall], list[str]]:
         if isinstance(arguments, str):  # some models send the arguments as a JSON string
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
-            except (json.JSONDecodeError, RecursionError):
+            except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
                 pass
         if not isinstance(arguments, dict):
             errors.append(f'tool call {index + 1} to {name}: "arguments" must be an object, got {body[:200]}')

@@ -89,6 +89,8 @@ def parse_json(completion: str) -> tuple[Any, str | None]:
         return None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
     except RecursionError:
         return None, "not readable JSON: nested deeper than the decoder goes"
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        return None, f"not readable JSON: {str(exc)[:120]}"
 
 
 @verifier

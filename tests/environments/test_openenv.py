@@ -128,6 +128,9 @@ def test_the_same_seed_is_the_same_walk_and_running_out_of_moves_ends_it():
     ('{"direction": "up", "metadata": {"reward": 1}}', "`metadata` is not the model's to set"),
     ('{"direction": ' + "[" * 5000, "the reply's JSON nests deeper than the decoder goes"),
     ("{" * 5000 + '{"direction": "up"}', "the reply has no JSON object"),  # only the first 64 places are tried
+    ('{"direction": "up", "x": 1' + "0" * 5000 + "}", "the reply has no JSON object"),  # past the digit limit
+    ('{"direction": NaN}', "NaN is not a number an action can hold"),
+    ('{"direction": ' + "[" * 40 + "]" * 40 + "}", "nests deeper than 32 levels"),
 ])
 def test_a_reply_that_is_not_an_action_ends_the_episode_with_an_error_that_says_why(reply, error):
     for serve in (False, True):  # the same words from the class in this process and through its server
@@ -136,6 +139,16 @@ def test_a_reply_that_is_not_an_action_ends_the_episode_with_an_error_that_says_
         assert rollout.episode.turns == 2 and rollout.episode.reward == pytest.approx(-0.05)  # keeps the first move
         assert error in rollout.episode.error and 'like {"direction": ...}' in rollout.episode.error
         assert breakdown.rewards["environment_reward"] == pytest.approx(-0.05)
+
+
+def test_an_environment_that_fails_on_a_well_formed_action_ends_the_episode_not_the_run():
+    for serve in (False, True):
+        config = environment_config(serve=serve, environment="tests.environments.test_openenv:Fragile")
+        (rollout,), _ = episodes(config, [ROWS[0]], lambda row: player('{"direction": "left"}',
+                                                                       '{"direction": "down"}'))
+        assert rollout.episode.turns == 2 and rollout.episode.reward == pytest.approx(-0.05)
+        assert "the environment failed on this action" in rollout.episode.error
+        assert "no way down" in rollout.episode.error
 
 
 def test_a_json_object_is_found_inside_words_and_fences():
@@ -399,6 +412,15 @@ class Options(openenv.Environment[
     @property
     def state(self):
         return openenv.State()
+
+
+class Fragile(__import__("examples.openenv_grid", fromlist=["GridWalk"]).GridWalk):
+    """The example's walk, raising on a move down."""
+
+    def step(self, action, timeout_s=None, **kwargs):
+        if action.direction == "down":
+            raise ValueError("no way down")
+        return super().step(action, timeout_s, **kwargs)
 
 
 # Fixtures for the validation tests above: classes that break one rule each.

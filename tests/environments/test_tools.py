@@ -66,6 +66,8 @@ def test_a_call_nested_past_the_decoders_depth_is_malformed_not_a_crash():
     calls, errors = parse_tool_calls(f"<tool_call>{deep}</tool_call>"
                                      f'<tool_call>{{"name": "f", "arguments": "{deep}"}}</tool_call>')
     assert errors[0].startswith("tool call 1 nests too deeply to read")
+    huge, _ = parse_tool_calls('<tool_call>{"name": "f", "arguments": {"x": 1' + "0" * 5000 + "}}</tool_call>")
+    assert not huge and "cannot be read" in _[0]
     assert 'tool call 2 to f: "arguments" must be an object' in errors[1] and not calls
 
 

@@ -71,6 +71,7 @@ def test_json_valid_and_its_reasons():
         assert not passed and ("not valid JSON" in reason or "empty" in reason), (broken, reason)
     assert "line 1 column" in json_valid('{"a": 1')[1]
     assert json_valid("[" * 5000) == (False, "not readable JSON: nested deeper than the decoder goes")
+    assert not json_valid("1" * 5000)[0] and "not readable JSON" in json_valid("1" * 5000)[1]
 
 
 SCHEMA = {"type": "object", "required": ["name", "age"],
