@@ -56,3 +56,16 @@ def _stop_group(head: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(head.pid, signal.SIGKILL)
     head.wait(timeout=10)
+
+
+@pytest.fixture(scope="module", name="cluster")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`cluster`: one cluster for a test module's verl runs (token authentication on for its drivers), its
+    address. A module that imports this fixture gets it."""
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    try:
+        with ray_head(tmp_path_factory.mktemp("ray") / "head.log") as (address, _):
+            yield address
+    finally:
+        monkeypatch.undo()

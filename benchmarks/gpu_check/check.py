@@ -104,16 +104,22 @@ def models(cache: Path) -> dict[str, Any]:
     return {"status": "passed", "random_parameters": built}
 
 
-def pytest_step(out: Path, name: str, arguments: list[str], timeout: float) -> dict[str, Any]:
-    report = out / f"{name}.xml"
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", f"--junitxml={report}",
-               *arguments]
+def _run(command: list[str], timeout: float) -> int | None:
+    """The command's exit status, its output in the log; None when it ran past `timeout`."""
     print(f"gpu-check: $ {' '.join(command)}", flush=True)
     try:
-        done = subprocess.run(command, cwd=ROOT, timeout=timeout)
+        return subprocess.run(command, cwd=ROOT, timeout=timeout).returncode
     except subprocess.TimeoutExpired:
+        return None
+
+
+def pytest_step(out: Path, name: str, arguments: list[str], timeout: float) -> dict[str, Any]:
+    report = out / f"{name}.xml"
+    returncode = _run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
+                       f"--junitxml={report}", *arguments], timeout)
+    if returncode is None:
         return {"status": "timed out", "timeout": timeout}
-    counts: dict[str, Any] = {"returncode": done.returncode}
+    counts: dict[str, Any] = {"returncode": returncode}
     if report.exists():
         suite = ElementTree.parse(report).getroot()
         suite = suite if suite.tag == "testsuite" else suite[0]
@@ -122,7 +128,7 @@ def pytest_step(out: Path, name: str, arguments: list[str], timeout: float) -> d
                                         for case in suite.iter("testcase") if case.find("skipped") is not None})
         counts["failed"] = [case.get("name") for case in suite.iter("testcase")
                             if case.find("failure") is not None or case.find("error") is not None]
-    counts["status"] = "passed" if done.returncode in (0, 5) and not counts.get("failed") else "failed"
+    counts["status"] = "passed" if returncode in (0, 5) and not counts.get("failed") else "failed"
     return counts
 
 
@@ -131,17 +137,15 @@ def throughput(out: Path, timeout: float) -> dict[str, Any]:
 
     if not torch.cuda.is_available():
         return {"status": "skipped", "why": "no CUDA GPU"}
-    command = [sys.executable, str(ROOT / "benchmarks" / "gpu_throughput.py"), "--variants", "trl-transformers",
-               "--model", "retrain:smollm2-135m-instruct", "--steps", "3", "--out", str(out / "throughput.json")]
-    print(f"gpu-check: $ {' '.join(command)}", flush=True)
-    try:
-        done = subprocess.run(command, cwd=ROOT, timeout=timeout)
-    except subprocess.TimeoutExpired:
+    returncode = _run([sys.executable, str(ROOT / "benchmarks" / "gpu_throughput.py"), "--variants",
+                       "trl-transformers", "--model", "retrain:smollm2-135m-instruct", "--steps", "3",
+                       "--out", str(out / "throughput.json")], timeout)
+    if returncode is None:
         return {"status": "timed out", "timeout": timeout}
-    result: dict[str, Any] = {"returncode": done.returncode}
+    result: dict[str, Any] = {"returncode": returncode}
     if (out / "throughput.json").exists():
         result["results"] = json.loads((out / "throughput.json").read_text())
-    result["status"] = "passed" if done.returncode == 0 else "failed"
+    result["status"] = "passed" if returncode == 0 else "failed"
     return result
 
 

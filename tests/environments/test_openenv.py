@@ -351,36 +351,10 @@ def walks_config(tmp_path, **openenv_fields):
     return config
 
 
-def scripted_trl_run(config, tmp_path):
-    """The scripted walker (tests/scripted_games.py) through TRL's own trainer and retrain's rollout_func."""
-    from retrain.backends.trl.launch import build_trainer
-    from retrain.core.progress import ProgressReporter
-    from retrain.core.run_dir import RunDir
-    from tests.tiny_runs import QUIET
-
-    def policy(trainer):
-        tokenizer = trainer.processing_class
-
-        def generate_batch(sequences, budgets):
-            return [tokenizer(walk_to_goal(tokenizer.decode(sequence)), add_special_tokens=False)["input_ids"]
-                    + [tokenizer.eos_token_id] for sequence in sequences]
-
-        return generate_batch
-
-    run_dir = RunDir.create(tmp_path / "trl", "walks")
-    trainer = build_trainer(TrainingConfig.from_data(config), run_dir, ProgressReporter(QUIET, enabled=False),
-                            generate_batch=policy)
-    try:
-        trainer.train()
-    finally:
-        trainer.retrain_episodes.close()
-    return run_dir.path
-
-
 def test_a_reached_and_a_lost_walk_reach_the_breakdown_on_trl(tmp_path):
-    from tests.environments.test_textarena import episodes_of
+    from tests.scripted_games import episodes_of, scripted_trl_run
 
-    walks = episodes_of(scripted_trl_run(walks_config(tmp_path), tmp_path))
+    walks = episodes_of(scripted_trl_run(walks_config(tmp_path), tmp_path, walk_to_goal))
     totals = sorted({round(json.loads(scores)["total"], 4) for _, scores in walks})
     assert len(walks) == 8 and totals == [-0.15, 0.85]  # out of moves after 3; reached in 3 (1 - 0.05 * 3)
 

@@ -236,44 +236,10 @@ def games_config(tmp_path):
     return config
 
 
-def scripted_trl_run(config, tmp_path):
-    """The scripted player (tests/scripted_games.py) through TRL's own trainer and retrain's rollout_func."""
-    from retrain.backends.trl.launch import build_trainer
-    from retrain.core.progress import ProgressReporter
-    from retrain.core.run_dir import RunDir
-    from tests.scripted_games import guess_in_order
-    from tests.tiny_runs import QUIET
-
-    def policy(trainer):
-        tokenizer = trainer.processing_class
-
-        def generate_batch(sequences, budgets):
-            return [tokenizer(guess_in_order(tokenizer.decode(sequence)), add_special_tokens=False)["input_ids"]
-                    + [tokenizer.eos_token_id] for sequence in sequences]
-
-        return generate_batch
-
-    run_dir = RunDir.create(tmp_path / "trl", "games")
-    trainer = build_trainer(TrainingConfig.from_data(config), run_dir, ProgressReporter(QUIET, enabled=False),
-                            generate_batch=policy)
-    try:
-        trainer.train()
-    finally:
-        trainer.retrain_episodes.close()
-    return run_dir.path
-
-
-def episodes_of(run_dir):
-    """Each sampled episode as (the model's and the game's words, the breakdown's scores)."""
-    import json
-
-    samples = [json.loads(line) for line in (run_dir / "samples" / "step_000001.jsonl").read_text().splitlines()]
-    return sorted((s["completion"], json.dumps({k: s["breakdown"][k] for k in ("total", "rewards")}, sort_keys=True))
-                  for s in samples)
-
-
 def test_a_won_and_a_lost_game_reach_the_breakdown_on_trl(tmp_path):
-    episodes = episodes_of(scripted_trl_run(games_config(tmp_path), tmp_path))
+    from tests.scripted_games import episodes_of, guess_in_order, scripted_trl_run
+
+    episodes = episodes_of(scripted_trl_run(games_config(tmp_path), tmp_path, guess_in_order))
     totals = sorted({round(__import__("json").loads(scores)["total"], 4) for _, scores in episodes})
     assert totals == [0.5263, 1.0]  # the loss's partial credit (last guess 11, number 20), the win
     assert len(episodes) == 8 and all("My guess is [8]" in text or "[11]" in text for text, _ in episodes)

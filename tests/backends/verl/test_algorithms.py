@@ -10,30 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from retrain.core.run import run_sync
 from tests.algorithm_runs import algorithm_config, check_trained
-from tests.ray_cluster import ray_head
+from tests.ray_cluster import shared_cluster  # noqa: F401  (the `cluster` fixture: one per module)
 from tests.tiny_runs import QUIET
 
 VERL_ALGORITHMS = ["rloo", "reinforce_pp", "reinforce_pp_baseline", "ppo"]
 if os.environ.get("RETRAIN_ALL_ALGORITHMS") == "1":  # a minute each; CI runs the list above
     VERL_ALGORITHMS += ["dr_grpo", "gspo", "cispo", "sapo"]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[str]:
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    try:
-        with ray_head(tmp_path_factory.mktemp("ray") / "head.log") as (address, _):
-            yield address
-    finally:
-        monkeypatch.undo()
 
 
 def on(cluster: str, config: dict) -> dict:

@@ -73,12 +73,13 @@ def test_the_same_games_get_the_same_breakdowns_on_trl_and_verl(tmp_path, monkey
     each, played by the same scripted player (tests/scripted_games.py) on both backends: every episode's words
     and its breakdown (the game's reward through `environment_reward`) are the same. The games' openings (their
     rules) are longer than the rows' prompts: verl's prompt width comes from what `reset` returns."""
-    from tests.environments.test_textarena import episodes_of, games_config, scripted_trl_run
+    from tests.environments.test_textarena import games_config
+    from tests.scripted_games import episodes_of, guess_in_order, scripted_trl_run
 
     pytest.importorskip("textarena")
     monkeypatch.chdir(ROOT)
     config = games_config(tmp_path)
-    on_trl = episodes_of(scripted_trl_run(config, tmp_path))
+    on_trl = episodes_of(scripted_trl_run(config, tmp_path, guess_in_order))
     monkeypatch.setenv("VERL_USE_EXTERNAL_MODULES", "tests.backends.verl.scripted_rollout")
     config["backend_options"] = {"verl": {"actor_rollout_ref.rollout.name": "scripted"}}
     summary = run_sync(config, backend="verl", output_dir=tmp_path / "verl", console=QUIET)

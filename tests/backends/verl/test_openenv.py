@@ -4,31 +4,19 @@ cluster. Needs the `openenv` extra: `make test-openenv` runs these in `.venv-ope
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
 from retrain.core.run import run_sync
-from tests.ray_cluster import ray_head
+from tests.ray_cluster import shared_cluster  # noqa: F401  (the `cluster` fixture: one per module)
 from tests.tiny_runs import QUIET, metrics
 
 pytestmark = [pytest.mark.slow, pytest.mark.openenv]
 pytest.importorskip("openenv.core.env_server", reason="make test-openenv")
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[str]:
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    try:
-        with ray_head(tmp_path_factory.mktemp("ray") / "head.log") as (address, _):
-            yield address
-    finally:
-        monkeypatch.undo()
 
 
 def servers() -> list[int]:
@@ -41,13 +29,13 @@ def test_the_same_walks_get_the_same_breakdowns_on_trl_and_verl(tmp_path, monkey
     walked by the same scripted player (tests/scripted_games.py): in this process on TRL, and as an OpenEnv server
     that the run starts on verl. Every episode's words and breakdown (the observations' rewards through
     `environment_reward`) are the same, and the servers the run started are gone when it ends."""
-    from tests.environments.test_openenv import scripted_trl_run, walks_config
-    from tests.environments.test_textarena import episodes_of
+    from tests.environments.test_openenv import walks_config
+    from tests.scripted_games import episodes_of, scripted_trl_run, walk_to_goal
 
     monkeypatch.chdir(ROOT)
     monkeypatch.syspath_prepend(str(ROOT))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # verl's workers import the example environment
-    on_trl = episodes_of(scripted_trl_run(walks_config(tmp_path), tmp_path))
+    on_trl = episodes_of(scripted_trl_run(walks_config(tmp_path), tmp_path, walk_to_goal))
     before = set(servers())
     monkeypatch.setenv("VERL_USE_EXTERNAL_MODULES", "tests.backends.verl.scripted_rollout")
     (tmp_path / "verl").mkdir()
